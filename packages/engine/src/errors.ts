@@ -21,6 +21,14 @@ export const ErrorCode = {
   TASK_ARGUMENTS_INVALID: 20011,
   /** No handler is registered for a node's className. */
   HANDLER_NOT_FOUND: 20012,
+  /** An attempt outlived its node's `timeout`. */
+  ATTEMPT_TIMEOUT: 20020,
+  /** An attempt was canceled. */
+  ATTEMPT_CANCELED: 20021,
+  /** An attempt's lease expired before it finished (another engine may run it again). */
+  ATTEMPT_LEASE_LOST: 20022,
+  /** Engine options are malformed. */
+  OPTIONS_INVALID: 20030,
 } as const;
 /** One of the {@link ErrorCode} values. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -25,3 +25,37 @@ export type { TaskJsonOptions } from './task-json.js';
 export { formatTimestamp } from './time.js';
 export { renderMermaid, renderDot } from './render.js';
 export type { Drawable } from './render.js';
+export { Engine } from './engine.js';
+export type { SubmitMeta } from './engine.js';
+export { DEFAULT_ENGINE_CONCURRENCY, resolveEngineOptions } from './engine-options.js';
+export type { EngineOptions, ResolvedEngineOptions } from './engine-options.js';
+export type { EngineEvents, SubtaskRef, Logger } from './events.js';
+export { consoleLogger } from './events.js';
+export { HandlerRegistry, WAIT_NODE_CLASS_NAME, waitNodeHandler } from './handler.js';
+export type { Handler, HandlerContext } from './handler.js';
+export { systemClock, createManualClock } from './clock.js';
+export type { Clock, ManualClock, TimerHandle } from './clock.js';
+export { resolveRetryPolicy, retryDelayMs, canRetry, NO_RETRY } from './retry-policy.js';
+export type { ResolvedRetryPolicy } from './retry-policy.js';
+export { toErrorInfo } from './error-info.js';
+export type { ErrorInfo } from './error-info.js';
+export { EMPTY_DELTA, mergeUpstreamOutputs, applyWrites, resolveContext } from './context.js';
+export type { ContextDelta, ContextConflict, MergeResult } from './context.js';
+export { MemoryStore } from './memory-store.js';
+export type {
+  Store,
+  ReservedIds,
+  AttemptFence,
+  ClaimRequest,
+  Claim,
+  StatusChange,
+  TransitionResult,
+  LogEntry,
+  SubtaskContexts,
+} from './store.js';
+export {
+  SUBTASK_TRANSITIONS,
+  TASK_TRANSITIONS,
+  assertSubtaskMove,
+  assertTaskMove,
+} from './transitions.js';

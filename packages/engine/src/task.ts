@@ -1,3 +1,4 @@
+import type { ErrorInfo } from './error-info.js';
 import type { NodeType, Operation, SubtaskStatus, TaskStatus, TaskType } from './status.js';
 import type { Template } from './template.js';
 
@@ -51,11 +52,13 @@ export interface SubtaskRecord {
   /** Number of the current (or next) execution, starting at 1. */
   runTime: number;
   /** When the current execution started (epoch ms). */
-  startTime?: number;
+  startTime?: number | undefined;
   /** When the last execution ended (epoch ms). */
-  endTime?: number;
+  endTime?: number | undefined;
   /** Identity of the engine that ran it. */
-  executor?: string;
+  executor?: string | undefined;
+  /** Why it failed; present only while `status` is `FAILED`. */
+  error?: ErrorInfo | undefined;
 }
 
 /** A task as the engine keeps it, without its subtasks. Times are epoch milliseconds. */

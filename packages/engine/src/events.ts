@@ -1,0 +1,81 @@
+import type { ErrorInfo } from './error-info.js';
+import type { Operation, SubtaskStatus, TaskStatus } from './status.js';
+import type { LogEntry } from './store.js';
+
+/** Names a subtask in event payloads. */
+export interface SubtaskRef {
+  readonly taskId: number;
+  readonly subtaskId: number;
+  readonly runTime: number;
+}
+
+/**
+ * The engine's events (eventemitter3 event map). "An attempt failed" and "a subtask failed for
+ * good" are different events. A listener that throws (or rejects) is logged and never breaks
+ * the engine.
+ */
+export interface EngineEvents {
+  /** A task was accepted. */
+  'task.created': [
+    { readonly taskId: number; readonly name: string; readonly subtaskCount: number },
+  ];
+  /** A task's status changed. */
+  'task.statusChanged': [
+    {
+      readonly taskId: number;
+      readonly from: TaskStatus;
+      readonly to: TaskStatus;
+      readonly operation: Operation;
+    },
+  ];
+  /** A task reached `SUCCESSFUL` or `FAILED`. */
+  'task.finished': [
+    { readonly taskId: number; readonly status: TaskStatus; readonly operation: Operation },
+  ];
+  /** A subtask became READY (its upstreams are done and a slot is free). */
+  'subtask.ready': [SubtaskRef];
+  /** An attempt started on this engine. */
+  'subtask.started': [SubtaskRef & { readonly attempt: number; readonly executor: string }];
+  /** A handler logged a line. */
+  'subtask.log': [LogEntry];
+  /** An attempt failed and will be retried after `retryDelayMs`. */
+  'subtask.attemptFailed': [
+    SubtaskRef & {
+      readonly attempt: number;
+      readonly error: ErrorInfo;
+      readonly retryDelayMs: number;
+    },
+  ];
+  /** A subtask succeeded. */
+  'subtask.succeeded': [SubtaskRef];
+  /** A subtask failed for good (no retry left, or not retryable). */
+  'subtask.failed': [SubtaskRef & { readonly error: ErrorInfo }];
+  /**
+   * A handler settled after its attempt had already ended (timed out, canceled, or fenced
+   * out); its result was discarded.
+   */
+  'subtask.lateResult': [
+    SubtaskRef & { readonly outcome: 'succeeded' | 'failed'; readonly error?: ErrorInfo },
+  ];
+  /** A subtask's status changed for another reason than the events above. */
+  'subtask.statusChanged': [
+    SubtaskRef & {
+      readonly from: SubtaskStatus;
+      readonly to: SubtaskStatus;
+      readonly operation: Operation;
+    },
+  ];
+}
+
+/** Where the engine reports problems it survives (a throwing listener, a failed store write). */
+export interface Logger {
+  error(message: string, details?: Record<string, unknown>): void;
+  warn(message: string, details?: Record<string, unknown>): void;
+}
+
+/** Logs to the console as one JSON line per message. */
+export const consoleLogger: Logger = {
+  error: (message, details) =>
+    console.error(JSON.stringify({ level: 'error', message, ...details })),
+  warn: (message, details) => console.warn(JSON.stringify({ level: 'warn', message, ...details })),
+};

@@ -1,0 +1,136 @@
+import type { ContextDelta } from './context.js';
+import type { ErrorInfo } from './error-info.js';
+import type { ExpandedTask } from './expand-template.js';
+import type { Operation, SubtaskStatus, TaskStatus } from './status.js';
+import type { SubtaskRecord, TaskRecord } from './task.js';
+
+/** Ids reserved for one task: the task id and a block of consecutive subtask ids. */
+export interface ReservedIds {
+  readonly taskId: number;
+  readonly firstSubtaskId: number;
+}
+
+/**
+ * Names one attempt. Every write about an attempt carries it, and the store refuses the write
+ * unless the subtask is still in that attempt (same `runTime`, still running, same executor):
+ * a stale attempt cannot complete or fail a newer one.
+ */
+export interface AttemptFence {
+  readonly taskId: number;
+  readonly subtaskId: number;
+  readonly runTime: number;
+  readonly executor: string;
+}
+
+/** What {@link Store.claimReady} is asked for. */
+export interface ClaimRequest {
+  /** Identity of the claiming engine, recorded on the subtask. */
+  readonly executor: string;
+  /** At most this many claims. */
+  readonly limit: number;
+  /** The engine's clock, epoch ms: retries due by then may be claimed. */
+  readonly now: number;
+}
+
+/** A READY subtask turned RUNNING for one engine, with what it needs to run. */
+export interface Claim {
+  /** The task (read-only). */
+  readonly task: Readonly<TaskRecord>;
+  /** The subtask after the claim: `RUNNING`, with `startTime` and `executor`. */
+  readonly subtask: Readonly<SubtaskRecord>;
+  /** Attempt number within the current retry round, from 1. */
+  readonly attempt: number;
+  /** The saved input, when an earlier attempt saved one (a retry reuses it). */
+  readonly input: ContextDelta | undefined;
+  /** The upstreams' outputs, to merge into the input when none is saved. */
+  readonly upstreamOutputs: readonly ContextDelta[];
+}
+
+/** One status change a store made, for the engine to turn into events. */
+export type StatusChange =
+  | {
+      readonly kind: 'task';
+      readonly taskId: number;
+      readonly from: TaskStatus;
+      readonly to: TaskStatus;
+      readonly operation: Operation;
+    }
+  | {
+      readonly kind: 'subtask';
+      readonly taskId: number;
+      readonly subtaskId: number;
+      readonly runTime: number;
+      readonly from: SubtaskStatus;
+      readonly to: SubtaskStatus;
+      readonly operation: Operation;
+    };
+
+/** The outcome of a write: refused (fenced out), or applied with the changes it made. */
+export interface TransitionResult {
+  readonly accepted: boolean;
+  readonly changes: readonly StatusChange[];
+}
+
+/** One line a handler logged. */
+export interface LogEntry {
+  readonly taskId: number;
+  readonly subtaskId: number;
+  readonly runTime: number;
+  /** Epoch ms. */
+  readonly time: number;
+  readonly message: string;
+}
+
+/** A subtask's saved input and output, as deltas over the task's context. */
+export interface SubtaskContexts {
+  readonly input?: ContextDelta;
+  readonly output?: ContextDelta;
+}
+
+/**
+ * Where the engine's state lives. The engine keeps nothing the store does not have: each
+ * method is one atomic transition, which also makes READY whatever it unblocks (within the
+ * task's concurrency) and finishes the task when it is done.
+ */
+export interface Store {
+  /** Reserves a task id and `subtaskCount` consecutive subtask ids. */
+  reserveIds(subtaskCount: number): Promise<ReservedIds>;
+  /** Saves a task at submission. */
+  insertTask(expanded: ExpandedTask): Promise<void>;
+  /** A task, or undefined when unknown. */
+  getTask(taskId: number): Promise<TaskRecord | undefined>;
+  /** A task's subtasks in `seriesId` order; empty when the task is unknown. */
+  listSubtasks(taskId: number): Promise<SubtaskRecord[]>;
+  /** A subtask's saved input and output; undefined when unknown. */
+  getSubtaskContexts(taskId: number, subtaskId: number): Promise<SubtaskContexts | undefined>;
+  /**
+   * Turns up to `limit` READY subtasks RUNNING, fairly across tasks, never more RUNNING per task
+   * than its concurrency, and never a subtask of a task that is not RUNNING or has a subtask
+   * that failed for good.
+   */
+  claimReady(request: ClaimRequest): Promise<Claim[]>;
+  /** RUNNING → SUCCESSFUL; saves input and output; unblocks downstreams; may finish the task. */
+  completeAttempt(
+    fence: AttemptFence,
+    result: { readonly input: ContextDelta; readonly output: ContextDelta; readonly now: number },
+  ): Promise<TransitionResult>;
+  /**
+   * RUNNING → READY (operation RETRY, runTime + 1) when `retryAt` is given, claimable from then;
+   * otherwise RUNNING → FAILED, and the task FAILED once nothing of it runs any more.
+   */
+  failAttempt(
+    fence: AttemptFence,
+    result: {
+      readonly input: ContextDelta | undefined;
+      readonly error: ErrorInfo;
+      readonly retryAt?: number;
+      readonly now: number;
+    },
+  ): Promise<TransitionResult>;
+  /** The earliest time a READY subtask waiting for its retry backoff becomes claimable. */
+  nextRetryAt(): Promise<number | undefined>;
+  /** Appends handler log lines. */
+  appendLogs(entries: readonly LogEntry[]): Promise<void>;
+  /** A subtask's log lines, oldest first. */
+  readLogs(taskId: number, subtaskId: number): Promise<LogEntry[]>;
+}
