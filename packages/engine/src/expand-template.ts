@@ -41,7 +41,10 @@ function splitSizes(validated: ValidatedTemplate, context: TaskContext): Map<str
       sizes.set(node.key, 1);
       continue;
     }
-    const list = context.listMap[node.splitKey];
+    // Own keys only: a split key such as `constructor` must not find Object.prototype's.
+    const list = Object.hasOwn(context.listMap, node.splitKey)
+      ? context.listMap[node.splitKey]
+      : undefined;
     if (list === undefined || list.length === 0) {
       issues.push({
         path: `listMap.${node.splitKey}`,

@@ -16,8 +16,8 @@ function viewOf(drawable: Drawable): GraphView {
 
 const mermaidText = (text: string) => `"${text.replace(/"/g, '#quot;')}"`;
 const dotText = (text: string) => `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-const mermaidId = (id: string) =>
-  `n_${id.replace(/[^A-Za-z0-9_]/g, (c) => `_${c.charCodeAt(0)}_`)}`;
+// `_` is escaped too, so that distinct ids stay distinct (`a-b` and `a_45_b` would meet).
+const mermaidId = (id: string) => `n_${id.replace(/[^A-Za-z0-9]/g, (c) => `_${c.charCodeAt(0)}_`)}`;
 
 /**
  * Renders a template or a task as a Mermaid flowchart; subtasks carry a class per status.

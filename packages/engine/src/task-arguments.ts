@@ -79,8 +79,10 @@ export function buildTaskContext(
   if (issues.length > 0) throw new TaskArgumentsError(JSON.stringify(templateName), issues);
   const args = (input ?? {}) as TaskArguments;
   const { [PROHIBIT_ROLLBACK_KEY]: prohibit, ...rest } = args.stringMap ?? {};
-  const listMap: Record<string, string[]> = {};
-  for (const [key, list] of Object.entries(args.listMap ?? {})) listMap[key] = [...list];
+  // fromEntries defines keys, so a `__proto__` list stays a list (assignment would not).
+  const listMap = Object.fromEntries(
+    Object.entries(args.listMap ?? {}).map(([key, list]) => [key, [...list]]),
+  );
   return {
     listMap,
     parallel: false,

@@ -10,10 +10,13 @@ export interface TaskJsonOptions {
 /** Renders one subtask in the wire shape (keys in the seeds' order). */
 export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions = {}): SubtaskJson {
   const offset = options.utcOffsetMinutes;
-  const json: SubtaskJson = {
+  // Optional keys go where the wire order (alphabetical, as OCP's) puts them.
+  return {
     className: subtask.className,
     description: subtask.description,
-    downstreams: [...subtask.downstreams],
+    downstreams: subtask.downstreams.slice(),
+    ...(subtask.endTime === undefined ? {} : { endTime: formatTimestamp(subtask.endTime, offset) }),
+    ...(subtask.executor === undefined ? {} : { executor: subtask.executor }),
     id: subtask.id,
     name: subtask.name,
     nodeType: subtask.nodeType,
@@ -22,14 +25,13 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
     prohibitRollback: subtask.prohibitRollback,
     runTime: subtask.runTime,
     seriesId: subtask.seriesId,
+    ...(subtask.startTime === undefined
+      ? {}
+      : { startTime: formatTimestamp(subtask.startTime, offset) }),
     status: subtask.status,
     timeout: subtask.timeout,
-    upstreams: [...subtask.upstreams],
+    upstreams: subtask.upstreams.slice(),
   };
-  if (subtask.startTime !== undefined) json.startTime = formatTimestamp(subtask.startTime, offset);
-  if (subtask.endTime !== undefined) json.endTime = formatTimestamp(subtask.endTime, offset);
-  if (subtask.executor !== undefined) json.executor = subtask.executor;
-  return json;
 }
 
 /**
@@ -42,9 +44,11 @@ export function toTaskJson(
   options: TaskJsonOptions = {},
 ): TaskJson {
   const offset = options.utcOffsetMinutes;
-  const listMap: Record<string, string[]> = {};
-  for (const [key, list] of Object.entries(task.context.listMap)) listMap[key] = [...list];
-  const json: TaskJson = {
+  // fromEntries defines keys, so a `__proto__` list stays a list (assignment would not).
+  const listMap = Object.fromEntries(
+    Object.entries(task.context.listMap).map(([key, list]) => [key, [...list]]),
+  );
+  return {
     context: {
       listMap,
       parallel: task.context.parallel,
@@ -52,7 +56,9 @@ export function toTaskJson(
       stringMap: { ...task.context.stringMap },
     },
     creator: task.creator,
+    ...(task.endTime === undefined ? {} : { endTime: formatTimestamp(task.endTime, offset) }),
     executor: task.executor,
+    ...(task.hostId === undefined ? {} : { hostId: task.hostId }),
     id: task.id,
     name: task.name,
     operation: task.operation,
@@ -62,7 +68,4 @@ export function toTaskJson(
     taskDefinitionId: task.taskDefinitionId,
     type: task.type,
   };
-  if (task.hostId !== undefined) json.hostId = task.hostId;
-  if (task.endTime !== undefined) json.endTime = formatTimestamp(task.endTime, offset);
-  return json;
 }

@@ -1,4 +1,4 @@
-import { MAX_TIMEOUT_SECONDS } from './template.js';
+import { MAX_TEMPLATE_EDGES, MAX_TEMPLATE_NODES, MAX_TIMEOUT_SECONDS } from './template.js';
 
 /**
  * JSON Schema (draft-07) of a {@link Template}. Structural rules live here; graph rules
@@ -18,8 +18,13 @@ export const templateJsonSchema = {
     description: { type: 'string' },
     prohibitRollback: { type: 'boolean' },
     concurrency: { type: 'integer', minimum: 1 },
-    nodes: { type: 'array', minItems: 1, items: { $ref: '#/definitions/node' } },
-    edges: { type: 'array', items: { $ref: '#/definitions/edge' } },
+    nodes: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_TEMPLATE_NODES,
+      items: { $ref: '#/definitions/node' },
+    },
+    edges: { type: 'array', maxItems: MAX_TEMPLATE_EDGES, items: { $ref: '#/definitions/edge' } },
   },
   definitions: {
     node: {

@@ -78,3 +78,12 @@ export const DEFAULT_TASK_CONCURRENCY = 10;
 
 /** Largest node timeout in seconds: setTimeout cannot wait longer than 2^31−1 ms. */
 export const MAX_TIMEOUT_SECONDS = 2_147_483;
+
+/**
+ * Most nodes in one template. Templates are small (OCP's have a handful of nodes; fan-out comes
+ * from splits); the cap keeps graphlib's recursive algorithms far from the stack limit.
+ */
+export const MAX_TEMPLATE_NODES = 1_000;
+
+/** Most edges in one template. */
+export const MAX_TEMPLATE_EDGES = 10_000;

@@ -57,13 +57,6 @@ function graphIssues(template: Template, hasHandler?: (className: string) => boo
     } else {
       byKey.set(node.key, node);
     }
-    if (!Number.isFinite(node.timeout)) {
-      issues.push({
-        path: `${at}.timeout`,
-        message: 'must be a finite number',
-        value: node.timeout,
-      });
-    }
     if (node.splitMethod !== undefined && node.splitKey === undefined) {
       issues.push({
         path: `${at}.splitMethod`,
@@ -73,16 +66,6 @@ function graphIssues(template: Template, hasHandler?: (className: string) => boo
     }
     const retry = node.retry;
     if (retry) {
-      for (const field of [
-        'initialIntervalSeconds',
-        'backoffCoefficient',
-        'maxIntervalSeconds',
-      ] as const) {
-        const value = retry[field];
-        if (value !== undefined && !Number.isFinite(value)) {
-          issues.push({ path: `${at}.retry.${field}`, message: 'must be a finite number', value });
-        }
-      }
       const { initialIntervalSeconds: initial, maxIntervalSeconds: max } = retry;
       if (initial !== undefined && max !== undefined && max < initial) {
         issues.push({
@@ -129,23 +112,37 @@ function graphIssues(template: Template, hasHandler?: (className: string) => boo
   return issues;
 }
 
+/**
+ * The template as a graphlib graph. Nodes are named by their index, never by their key:
+ * graphlib keeps nodes in plain objects, where a key such as `__proto__` or `constructor`
+ * would meet `Object.prototype`.
+ */
+function toGraph(template: Template): Graph {
+  const index = new Map(template.nodes.map((node, i) => [node.key, String(i)]));
+  const graph = new Graph({ directed: true });
+  template.nodes.forEach((_, i) => graph.setNode(String(i)));
+  for (const edge of template.edges) {
+    graph.setEdge(index.get(edge.from) as string, index.get(edge.to) as string);
+  }
+  return graph;
+}
+
 /** Walks inside one strongly connected component to produce an ordered cycle path. */
 function cyclePath(graph: Graph, component: readonly string[]): string[] {
   const members = new Set(component);
   const start = component[0] as string;
   if ((graph.successors(start) ?? []).includes(start)) return [start, start];
   const path: string[] = [start];
-  const index = new Map<string, number>([[start, 0]]);
-  let current = start;
+  const seen = new Map<string, number>([[start, 0]]);
   // In a strongly connected component every node has a successor inside it, so this walk
   // must revisit a node; the part from that node's first visit on is a cycle.
   for (;;) {
+    const current = path[path.length - 1] as string;
     const next = (graph.successors(current) ?? []).find((n) => members.has(n)) as string;
-    const seenAt = index.get(next);
-    if (seenAt !== undefined) return [...path.slice(seenAt), next];
-    index.set(next, path.length);
+    const at = seen.get(next);
+    if (at !== undefined) return [...path.slice(at), next];
+    seen.set(next, path.length);
     path.push(next);
-    current = next;
   }
 }
 
@@ -153,30 +150,47 @@ function cyclePath(graph: Graph, component: readonly string[]): string[] {
  * Validates a template: the JSON Schema first, then the graph rules (unique keys, known edge
  * ends, finite numbers, split compatibility, acyclicity, optionally a handler per className).
  * Throws {@link TemplateValidationError} listing every problem, or {@link DagCycleError} with
- * the cycle's node path. Graph work uses graphlib on the template, which has a handful of
- * nodes; expansion never builds a graph.
+ * the cycle's node path. Graph work uses graphlib on the template, which has at most
+ * MAX_TEMPLATE_NODES nodes; expansion never builds a graph.
  */
 export function validateTemplate(
   input: unknown,
   options: ValidateTemplateOptions = {},
 ): ValidatedTemplate {
-  const label = templateLabel(input);
   const validate = schemaValidator();
-  if (!validate(input)) {
-    throw new TemplateValidationError(label, schemaIssues(input, validate.errors ?? [], ''));
+  // Validate and keep a private copy. structuredClone keeps own enumerable data only, so a
+  // getter, a proxy or a non-enumerable field cannot pass the check and then go missing.
+  let copy: unknown;
+  try {
+    copy = structuredClone(input);
+  } catch {
+    // Functions, symbols, proxies: name the field when the schema can.
+    const label = templateLabel(input);
+    if (!validate(input)) {
+      throw new TemplateValidationError(label, schemaIssues(input, validate.errors ?? [], ''));
+    }
+    const issue = { path: '(root)', message: 'must be plain JSON data', value: input };
+    throw new TemplateValidationError(label, [issue]);
   }
-  const template = structuredClone(input) as Template;
+  const label = templateLabel(copy);
+  if (!validate(copy)) {
+    throw new TemplateValidationError(label, schemaIssues(copy, validate.errors ?? [], ''));
+  }
+  const template = copy as Template;
   const issues = graphIssues(template, options.hasHandler);
   if (issues.length > 0) throw new TemplateValidationError(label, issues);
 
-  const graph = new Graph({ directed: true });
-  for (const node of template.nodes) graph.setNode(node.key);
-  for (const edge of template.edges) graph.setEdge(edge.from, edge.to);
+  // graphlib recurses; the schema's cap on nodes (MAX_TEMPLATE_NODES) keeps it far from the
+  // stack limit (PERF-NOTES: ~5,000 nodes).
+  const graph = toGraph(template);
+  const nodeAt = (id: string) => template.nodes[Number(id)] as TemplateNode;
   if (!alg.isAcyclic(graph)) {
     const [component] = alg.findCycles(graph);
-    throw new DagCycleError(label, cyclePath(graph, component ?? []));
+    throw new DagCycleError(
+      label,
+      cyclePath(graph, component ?? []).map((id) => nodeAt(id).key),
+    );
   }
-  const byKey = new Map(template.nodes.map((node) => [node.key, node]));
-  const order = alg.topsort(graph).map((key) => byKey.get(key) as TemplateNode);
+  const order = alg.topsort(graph).map(nodeAt);
   return { template, order } as unknown as ValidatedTemplate;
 }

@@ -8,6 +8,8 @@ export function describeValue(value: unknown): string {
   let text: string;
   if (value === undefined) return 'undefined';
   if (typeof value === 'bigint') return `${value}n`;
+  // JSON.stringify would print NaN and ±Infinity as null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   if (typeof value === 'symbol' || typeof value === 'function') return String(value);
   try {
     text = JSON.stringify(value) ?? Object.prototype.toString.call(value);
