@@ -65,7 +65,7 @@ export function mergeUpstreamOutputs(
       if (value !== undefined) values.add(value);
     }
     if (values.size > 1) return { ok: false, conflict: { key, values: [...values] } };
-    const [value] = values as Set<string>;
+    const [value] = values;
     if (value !== undefined && value !== task.stringMap[key]) {
       stringMap[key] = value;
       hasStrings = true;

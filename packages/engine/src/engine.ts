@@ -1,4 +1,3 @@
-import { EventEmitter } from 'eventemitter3';
 import PQueue from 'p-queue';
 import { mergeUpstreamOutputs, type ContextDelta } from './context.js';
 import {
@@ -13,6 +12,7 @@ import { countSubtasks, expandTemplate } from './expand-template.js';
 import type { Handler } from './handler.js';
 import { AttemptContext } from './internal/attempt-context.js';
 import { runHandler, type LateOutcome } from './internal/run-handler.js';
+import { SafeEmitter } from './internal/safe-emitter.js';
 import { canRetry, resolveRetryPolicy, retryDelayMs } from './retry-policy.js';
 import { SubtaskStatus, TaskStatus, TaskType } from './status.js';
 import type { AttemptFence, Claim, LogEntry, StatusChange } from './store.js';
@@ -31,8 +31,6 @@ export interface SubmitMeta {
   readonly taskDefinitionId?: number;
 }
 
-type EventArgs<K extends keyof EngineEvents> = EngineEvents[K];
-
 /**
  * Runs tasks: validates and expands templates, then runs READY subtasks in dependency order
  * with per-node timeouts and retries, at most `concurrency` at once on this engine (p-queue)
@@ -43,7 +41,7 @@ type EventArgs<K extends keyof EngineEvents> = EngineEvents[K];
  * const task = await engine.submit(template, { stringMap: { host_id: '2' } }, { creator: 'admin' });
  * const done = await engine.waitForTask(task.id);
  */
-export class Engine extends EventEmitter<EngineEvents> {
+export class Engine extends SafeEmitter<EngineEvents> {
   /** This engine's identity, recorded as `executor` on what it runs. */
   readonly executor: string;
   private readonly options: ResolvedEngineOptions;
@@ -104,11 +102,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     const json = toTaskJson(expanded.task, expanded.subtasks, this.jsonOptions());
     await store.insertTask(expanded);
     const { task } = expanded;
-    this.emitSafe('task.created', { taskId: task.id, name: task.name, subtaskCount: count });
+    this.emit('task.created', { taskId: task.id, name: task.name, subtaskCount: count });
     if (this.listenerCount('subtask.ready') > 0) {
       for (const subtask of json.subtasks) {
         if (subtask.status !== SubtaskStatus.READY) continue;
-        this.emitSafe('subtask.ready', { taskId: task.id, subtaskId: subtask.id, runTime: 1 });
+        this.emit('subtask.ready', { taskId: task.id, subtaskId: subtask.id, runTime: 1 });
       }
     }
     this.pump();
@@ -202,14 +200,16 @@ export class Engine extends EventEmitter<EngineEvents> {
       executor: this.executor,
     };
     const ref = { taskId: task.id, subtaskId: subtask.id, runTime: subtask.runTime };
-    let logWrites: Promise<void> = Promise.resolve();
+    // Log lines are written in order; the chain exists only once a handler logs.
+    let logWrites: Promise<void> | undefined;
     const log = (message: string) => {
       const entry: LogEntry = { ...ref, time: clock.now(), message };
-      this.emitSafe('subtask.log', entry);
-      logWrites = logWrites.then(() => store.appendLogs([entry]));
+      this.emit('subtask.log', entry);
+      const write = () => store.appendLogs([entry]);
+      logWrites = logWrites ? logWrites.then(write) : write();
     };
     try {
-      this.emitSafe('subtask.started', { ...ref, attempt: claim.attempt, executor: this.executor });
+      this.emit('subtask.started', { ...ref, attempt: claim.attempt, executor: this.executor });
       const handler = handlers.get(subtask.className);
       let input: ContextDelta | undefined = claim.input;
       let error: ErrorInfo | undefined;
@@ -257,7 +257,7 @@ export class Engine extends EventEmitter<EngineEvents> {
             output: context.output(),
             now: clock.now(),
           });
-          if (result.accepted) this.emitSafe('subtask.succeeded', ref);
+          if (result.accepted) this.emit('subtask.succeeded', ref);
           else this.reportLate(ref, outcome);
           this.emitChanges(result.changes);
           return;
@@ -291,7 +291,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     error: ErrorInfo,
     handler: Handler | undefined,
     log: (message: string) => void,
-    logWrites: () => Promise<void>,
+    logWrites: () => Promise<void> | undefined,
   ): Promise<void> {
     const { task, subtask, attempt } = claim;
     const { clock, store } = this.options;
@@ -315,10 +315,10 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!result.accepted) {
       this.reportLate(ref, { ok: false, error });
     } else if (retry) {
-      this.emitSafe('subtask.attemptFailed', { ...ref, attempt, error, retryDelayMs: delay });
+      this.emit('subtask.attemptFailed', { ...ref, attempt, error, retryDelayMs: delay });
       this.wakeUpAt(now + delay);
     } else {
-      this.emitSafe('subtask.failed', { ...ref, error });
+      this.emit('subtask.failed', { ...ref, error });
     }
     this.emitChanges(result.changes);
   }
@@ -327,7 +327,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     ref: { taskId: number; subtaskId: number; runTime: number },
     late: LateOutcome,
   ) {
-    this.emitSafe('subtask.lateResult', {
+    this.emit('subtask.lateResult', {
       ...ref,
       outcome: late.ok ? 'succeeded' : 'failed',
       ...(late.ok ? {} : { error: late.error }),
@@ -347,16 +347,16 @@ export class Engine extends EventEmitter<EngineEvents> {
     for (const change of changes) {
       if (change.kind === 'task') {
         const { taskId, from, to, operation } = change;
-        this.emitSafe('task.statusChanged', { taskId, from, to, operation });
+        this.emit('task.statusChanged', { taskId, from, to, operation });
         if (to !== TaskStatus.RUNNING) {
-          this.emitSafe('task.finished', { taskId, status: to, operation });
+          this.emit('task.finished', { taskId, status: to, operation });
           const waiting = this.waiters.get(taskId);
           this.waiters.delete(taskId);
           for (const resolve of waiting ?? []) resolve();
         }
       } else if (change.from === SubtaskStatus.PENDING && change.to === SubtaskStatus.READY) {
         const { taskId, subtaskId, runTime } = change;
-        this.emitSafe('subtask.ready', { taskId, subtaskId, runTime });
+        this.emit('subtask.ready', { taskId, subtaskId, runTime });
       }
     }
   }
@@ -380,22 +380,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     );
   }
 
-  /** Emits to every listener; a listener that throws or rejects is logged, never fatal. */
-  protected emitSafe<K extends keyof EngineEvents>(event: K, ...args: EventArgs<K>): void {
-    if (this.listenerCount(event) === 0) return;
-    for (const listener of this.listeners(event)) {
-      try {
-        const result: unknown = (listener as (...a: EventArgs<K>) => unknown)(...args);
-        if (result instanceof Promise) {
-          result.catch((error: unknown) => this.listenerFailed(event, error));
-        }
-      } catch (error) {
-        this.listenerFailed(event, error);
-      }
-    }
-  }
-
-  private listenerFailed(event: string, error: unknown): void {
+  protected override onListenerError(event: string, error: unknown): void {
     this.options.logger.error('an event listener threw; the engine goes on', {
       event,
       error: toErrorInfo(error),

@@ -8,7 +8,12 @@ export {
 } from './errors.js';
 export type { DagopsErrorOptions, ValidationIssue } from './errors.js';
 export { TaskStatus, SubtaskStatus, Operation, TaskType, NodeType, SplitMethod } from './status.js';
-export { DEFAULT_TASK_CONCURRENCY, MAX_TIMEOUT_SECONDS } from './template.js';
+export {
+  DEFAULT_TASK_CONCURRENCY,
+  MAX_TIMEOUT_SECONDS,
+  MAX_TEMPLATE_NODES,
+  MAX_TEMPLATE_EDGES,
+} from './template.js';
 export type { Template, TemplateNode, TemplateEdge, RetryPolicy } from './template.js';
 export { templateJsonSchema } from './template-schema.js';
 export { validateTemplate } from './validate-template.js';

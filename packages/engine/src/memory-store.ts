@@ -142,7 +142,7 @@ export class MemoryStore implements Store {
         const input = state.inputs[index];
         claims.push({
           task: state.record,
-          subtask: { ...subtask },
+          subtask,
           attempt: state.attempts[index] as number,
           input,
           upstreamOutputs: input === undefined ? this.upstreamOutputs(state, subtask) : [],

@@ -16,7 +16,7 @@ export const NO_RETRY: ResolvedRetryPolicy = Object.freeze({
   initialIntervalSeconds: 1,
   backoffCoefficient: 2,
   maxIntervalSeconds: 100,
-  nonRetryableCodes: Object.freeze([]) as readonly (string | number)[],
+  nonRetryableCodes: Object.freeze([]),
 });
 
 /**

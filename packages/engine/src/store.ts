@@ -36,7 +36,10 @@ export interface ClaimRequest {
 export interface Claim {
   /** The task (read-only). */
   readonly task: Readonly<TaskRecord>;
-  /** The subtask after the claim: `RUNNING`, with `startTime` and `executor`. */
+  /**
+   * The subtask after the claim: `RUNNING`, with `startTime` and `executor`. Read what you need
+   * when the claim arrives: an in-memory store may hand out its own record, which later moves on.
+   */
   readonly subtask: Readonly<SubtaskRecord>;
   /** Attempt number within the current retry round, from 1. */
   readonly attempt: number;

@@ -78,7 +78,7 @@ export class AttemptContext implements HandlerContext {
       );
     }
     if (this.closed) return;
-    (this.strings ??= new Map()).set(key, value);
+    (this.strings ??= new Map<string, string>()).set(key, value);
   }
 
   setList(key: string, values: readonly string[]): void {
@@ -90,7 +90,7 @@ export class AttemptContext implements HandlerContext {
       );
     }
     if (this.closed) return;
-    (this.lists ??= new Map()).set(key, [...values]);
+    (this.lists ??= new Map<string, readonly string[]>()).set(key, values.slice());
   }
 
   log(message: string): void {
