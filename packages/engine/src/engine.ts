@@ -7,15 +7,14 @@ import {
 } from './engine-options.js';
 import { toErrorInfo, type ErrorInfo } from './error-info.js';
 import { DagopsError, ErrorCode, TaskArgumentsError } from './errors.js';
-import type { EngineEvents } from './events.js';
+import type { EngineEvents, SubtaskRef } from './events.js';
 import { countSubtasks, expandTemplate } from './expand-template.js';
 import type { Handler } from './handler.js';
-import { AttemptContext } from './internal/attempt-context.js';
-import { runHandler, type LateOutcome } from './internal/run-handler.js';
+import { Attempt, type AttemptHost, type AttemptOutcome } from './internal/attempt.js';
 import { SafeEmitter } from './internal/safe-emitter.js';
 import { canRetry, resolveRetryPolicy, retryDelayMs } from './retry-policy.js';
 import { SubtaskStatus, TaskStatus, TaskType } from './status.js';
-import type { AttemptFence, Claim, LogEntry, StatusChange } from './store.js';
+import type { AttemptFence, Claim, LogEntry, StatusChange, TransitionResult } from './store.js';
 import type { TaskJson } from './task.js';
 import { toTaskJson } from './task-json.js';
 import type { Template, TemplateNode } from './template.js';
@@ -54,12 +53,25 @@ export class Engine extends SafeEmitter<EngineEvents> {
   private closed = false;
   private wakeAt: number | undefined;
   private wakeTimer: unknown;
+  private readonly attemptHost: AttemptHost;
 
   constructor(options: EngineOptions = {}) {
     super();
     this.options = resolveEngineOptions(options);
     this.executor = this.options.executor;
     this.queue = new PQueue({ concurrency: this.options.concurrency });
+    this.attemptHost = {
+      clock: this.options.clock,
+      attemptSettledLate: (attempt, outcome) => this.reportLate(attempt, outcome),
+      attemptLogged: (attempt, message) => {
+        const write = () => this.writeLog(attempt, message);
+        if (attempt.logWrites) attempt.logWrites = attempt.logWrites.then(write);
+        else {
+          const pending = write();
+          if (pending instanceof Promise) attempt.logWrites = pending;
+        }
+      },
+    };
   }
 
   /** The store this engine works on. */
@@ -167,115 +179,104 @@ export class Engine extends SafeEmitter<EngineEvents> {
     }
     const free = this.options.concurrency - this.inFlight;
     if (free <= 0) return;
-    this.claiming = true;
     const { store, clock } = this.options;
-    store.claimReady({ executor: this.executor, limit: free, now: clock.now() }).then(
+    let claimed: Claim[] | Promise<Claim[]>;
+    try {
+      claimed = store.claimReady({ executor: this.executor, limit: free, now: clock.now() });
+    } catch (error) {
+      this.claimFailed(error);
+      return;
+    }
+    if (!(claimed instanceof Promise)) {
+      this.dispatch(claimed, free);
+      return;
+    }
+    this.claiming = true;
+    claimed.then(
       (claims) => {
         this.claiming = false;
-        for (const claim of claims) {
-          this.inFlight++;
-          void this.queue.add(() => this.runAttempt(claim));
-        }
-        const again = this.claimAgain;
-        this.claimAgain = false;
-        if (again || (claims.length === free && claims.length > 0)) this.pump();
+        this.dispatch(claims, free);
       },
       (error: unknown) => {
         this.claiming = false;
-        this.options.logger.error('claiming work failed; retrying in 1 s', {
-          error: toErrorInfo(error),
-        });
-        this.wakeUpAt(clock.now() + 1000);
+        this.claimFailed(error);
       },
     );
   }
 
+  private dispatch(claims: readonly Claim[], free: number): void {
+    for (const claim of claims) {
+      this.inFlight++;
+      void this.queue.add(() => this.runAttempt(claim));
+    }
+    const again = this.claimAgain;
+    this.claimAgain = false;
+    if (again || (claims.length === free && claims.length > 0)) this.pump();
+  }
+
+  private claimFailed(error: unknown): void {
+    const { logger, clock } = this.options;
+    logger.error('claiming work failed; retrying in 1 s', { error: toErrorInfo(error) });
+    this.wakeUpAt(clock.now() + 1000);
+  }
+
   private async runAttempt(claim: Claim): Promise<void> {
     const { task, subtask } = claim;
-    const { clock, store, handlers } = this.options;
-    const fence: AttemptFence = {
-      taskId: task.id,
-      subtaskId: subtask.id,
-      runTime: subtask.runTime,
-      executor: this.executor,
-    };
-    const ref = { taskId: task.id, subtaskId: subtask.id, runTime: subtask.runTime };
-    // Log lines are written in order; the chain exists only once a handler logs.
-    let logWrites: Promise<void> | undefined;
-    const log = (message: string) => {
-      const entry: LogEntry = { ...ref, time: clock.now(), message };
-      this.emit('subtask.log', entry);
-      const write = () => store.appendLogs([entry]);
-      logWrites = logWrites ? logWrites.then(write) : write();
-    };
     try {
-      this.emit('subtask.started', { ...ref, attempt: claim.attempt, executor: this.executor });
-      const handler = handlers.get(subtask.className);
-      let input: ContextDelta | undefined = claim.input;
-      let error: ErrorInfo | undefined;
+      if (this.listenerCount('subtask.started') > 0) {
+        this.emit('subtask.started', {
+          taskId: task.id,
+          subtaskId: subtask.id,
+          runTime: subtask.runTime,
+          attempt: claim.attempt,
+          executor: this.executor,
+        });
+      }
+      const handler = this.options.handlers.get(subtask.className);
+      let input = claim.input;
       if (input === undefined) {
         const merged = mergeUpstreamOutputs(task.context, claim.upstreamOutputs);
-        if (merged.ok) input = merged.delta;
-        else {
+        if (!merged.ok) {
           const { key, values } = merged.conflict;
-          error = toErrorInfo(
-            new DagopsError(
-              ErrorCode.TASK_CONTEXT_ERROR,
-              `upstream outputs disagree on ${JSON.stringify(key)}: ${values.map((v) => JSON.stringify(v)).join(' vs ')}`,
-              { target: key, nonRetryable: true },
-            ),
+          const shown = values.map((value) => JSON.stringify(value)).join(' vs ');
+          const error = new DagopsError(
+            ErrorCode.TASK_CONTEXT_ERROR,
+            `upstream outputs disagree on ${JSON.stringify(key)}: ${shown}`,
+            { target: key, nonRetryable: true },
           );
-        }
-      }
-      if (input !== undefined && !handler) {
-        error = toErrorInfo(
-          new DagopsError(ErrorCode.HANDLER_NOT_FOUND, `no handler for ${subtask.className}`, {
-            target: subtask.className,
-            nonRetryable: true,
-          }),
-        );
-      }
-      if (input !== undefined && handler && error === undefined) {
-        const context = new AttemptContext(
-          task.id,
-          subtask.id,
-          subtask.runTime,
-          subtask.nodeKey,
-          subtask.parallelIdx,
-          task.context,
-          input,
-          log,
-        );
-        const outcome = await runHandler(handler, context, subtask.timeout, clock, (late) =>
-          this.reportLate(ref, late),
-        );
-        context.close();
-        if (outcome.ok) {
-          await logWrites;
-          const result = await store.completeAttempt(fence, {
-            input,
-            output: context.output(),
-            now: clock.now(),
-          });
-          if (result.accepted) this.emit('subtask.succeeded', ref);
-          else this.reportLate(ref, outcome);
-          this.emitChanges(result.changes);
+          await this.persistFailure(claim, undefined, toErrorInfo(error), handler, undefined);
           return;
         }
-        error = outcome.error;
+        input = merged.delta;
       }
-      await this.failAttempt(
-        claim,
-        fence,
-        input,
-        error as ErrorInfo,
-        handler,
-        log,
-        () => logWrites,
-      );
+      if (!handler) {
+        const error = new DagopsError(
+          ErrorCode.HANDLER_NOT_FOUND,
+          `no handler for ${subtask.className}`,
+          { target: subtask.className, nonRetryable: true },
+        );
+        await this.persistFailure(claim, input, toErrorInfo(error), handler, undefined);
+        return;
+      }
+      const attempt = new Attempt(this.attemptHost, claim, input, handler);
+      const outcome = await attempt.run();
+      if (outcome.ok) {
+        // Inline and without needless awaits: this is the path every subtask takes.
+        if (attempt.logWrites) await attempt.logWrites;
+        const fence = this.fenceOf(claim);
+        const pending = this.options.store.completeAttempt(fence, {
+          input,
+          output: attempt.output(),
+          now: this.options.clock.now(),
+        });
+        this.succeeded(fence, pending instanceof Promise ? await pending : pending);
+      } else {
+        await this.persistFailure(claim, input, outcome.error, handler, attempt);
+      }
     } catch (thrown) {
       this.options.logger.error('attempt bookkeeping failed', {
-        ...ref,
+        taskId: task.id,
+        subtaskId: subtask.id,
         error: toErrorInfo(thrown),
       });
     } finally {
@@ -284,26 +285,42 @@ export class Engine extends SafeEmitter<EngineEvents> {
     }
   }
 
-  private async failAttempt(
+  private succeeded(ref: SubtaskRef, result: TransitionResult): void {
+    if (!result.accepted) {
+      this.reportLate(ref, { ok: true });
+      return;
+    }
+    if (this.listenerCount('subtask.succeeded') > 0) {
+      const { taskId, subtaskId, runTime } = ref;
+      this.emit('subtask.succeeded', { taskId, subtaskId, runTime });
+    }
+    this.emitChanges(result.changes);
+  }
+
+  private async persistFailure(
     claim: Claim,
-    fence: AttemptFence,
     input: ContextDelta | undefined,
     error: ErrorInfo,
     handler: Handler | undefined,
-    log: (message: string) => void,
-    logWrites: () => Promise<void> | undefined,
+    attempt: Attempt | undefined,
   ): Promise<void> {
-    const { task, subtask, attempt } = claim;
+    const { task, subtask } = claim;
     const { clock, store } = this.options;
+    // Names the attempt from here on: the store moves the claimed record on (a retry bumps its
+    // runTime), so `subtask.runTime` must not be read after the write.
+    const fence = this.fenceOf(claim);
     const node = this.nodeOf(task.template, subtask.nodeKey);
     const policy = resolveRetryPolicy(node?.retry, handler?.retry);
-    const retry = canRetry(policy, attempt, error);
-    const delay = retry ? retryDelayMs(policy, attempt) : 0;
+    const retry = canRetry(policy, claim.attempt, error);
+    const delay = retry ? retryDelayMs(policy, claim.attempt) : 0;
     const code = error.code === undefined ? '' : ` [${error.code}]`;
-    log(
-      `attempt ${attempt} failed${code}: ${error.message}${retry ? `; retry in ${delay} ms` : ''}`,
-    );
-    await logWrites();
+    const line = `attempt ${claim.attempt} failed${code}: ${error.message}${retry ? `; retry in ${delay} ms` : ''}`;
+    if (attempt) {
+      attempt.log(line);
+      await attempt.logWrites;
+    } else {
+      await this.writeLog(fence, line);
+    }
     const now = clock.now();
     const result = await store.failAttempt(fence, {
       input,
@@ -311,11 +328,16 @@ export class Engine extends SafeEmitter<EngineEvents> {
       ...(retry ? { retryAt: now + delay } : {}),
       now,
     });
-    const ref = { taskId: task.id, subtaskId: subtask.id, runTime: subtask.runTime };
+    const ref = { taskId: task.id, subtaskId: subtask.id, runTime: fence.runTime };
     if (!result.accepted) {
       this.reportLate(ref, { ok: false, error });
     } else if (retry) {
-      this.emit('subtask.attemptFailed', { ...ref, attempt, error, retryDelayMs: delay });
+      this.emit('subtask.attemptFailed', {
+        ...ref,
+        attempt: claim.attempt,
+        error,
+        retryDelayMs: delay,
+      });
       this.wakeUpAt(now + delay);
     } else {
       this.emit('subtask.failed', { ...ref, error });
@@ -323,12 +345,35 @@ export class Engine extends SafeEmitter<EngineEvents> {
     this.emitChanges(result.changes);
   }
 
-  private reportLate(
-    ref: { taskId: number; subtaskId: number; runTime: number },
-    late: LateOutcome,
-  ) {
+  private fenceOf({ task, subtask }: Claim): AttemptFence {
+    return {
+      taskId: task.id,
+      subtaskId: subtask.id,
+      runTime: subtask.runTime,
+      executor: this.executor,
+    };
+  }
+
+  private writeLog(
+    { taskId, subtaskId, runTime }: SubtaskRef,
+    message: string,
+  ): Promise<void> | void {
+    const entry: LogEntry = {
+      taskId,
+      subtaskId,
+      runTime,
+      time: this.options.clock.now(),
+      message,
+    };
+    this.emit('subtask.log', entry);
+    return this.options.store.appendLogs([entry]);
+  }
+
+  private reportLate({ taskId, subtaskId, runTime }: SubtaskRef, late: AttemptOutcome): void {
     this.emit('subtask.lateResult', {
-      ...ref,
+      taskId,
+      subtaskId,
+      runTime,
       outcome: late.ok ? 'succeeded' : 'failed',
       ...(late.ok ? {} : { error: late.error }),
     });
@@ -373,7 +418,11 @@ export class Engine extends SafeEmitter<EngineEvents> {
         this.wakeTimer = undefined;
         this.pump();
         void this.options.store.nextRetryAt().then((next) => {
-          if (next !== undefined) this.wakeUpAt(next);
+          if (next === undefined) return;
+          // A retry already due waits for a free slot, and the attempt that frees one pumps
+          // again: re-arming for it now would spin on zero-delay timers until then.
+          if (next <= clock.now() && this.inFlight >= this.options.concurrency) return;
+          this.wakeUpAt(next);
         });
       },
       Math.max(0, at - clock.now()),

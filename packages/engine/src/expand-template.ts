@@ -173,8 +173,12 @@ export function expandTemplate(
     for (let i = first + 1; i < first + size; i++) link(i - 1, i);
   }
   for (let i = 0; i < count; i++) {
-    if ((upstreams[i] as number[]).length === 0)
-      (subtasks[i] as SubtaskRecord).status = SubtaskStatus.READY;
+    const up = upstreams[i] as number[];
+    if (up.length === 0) (subtasks[i] as SubtaskRecord).status = SubtaskStatus.READY;
+    // Frozen: the JSON view and the store can then share them instead of copying 2 arrays per
+    // subtask, and no caller can rewire a stored task by mutating what it was handed.
+    Object.freeze(up);
+    Object.freeze(downstreams[i]);
   }
 
   const hostId = hostIdOf(context);

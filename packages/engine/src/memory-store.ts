@@ -123,7 +123,7 @@ export class MemoryStore implements Store {
     });
   }
 
-  claimReady({ executor, limit, now }: ClaimRequest): Promise<Claim[]> {
+  claimReady({ executor, limit, now }: ClaimRequest): Claim[] {
     this.releaseDueRetries(now);
     const claims: Claim[] = [];
     while (claims.length < limit && this.runnable.length > 0) {
@@ -150,15 +150,15 @@ export class MemoryStore implements Store {
       }
       this.enqueue(state);
     }
-    return Promise.resolve(claims);
+    return claims;
   }
 
   completeAttempt(
     fence: AttemptFence,
     result: { readonly input: ContextDelta; readonly output: ContextDelta; readonly now: number },
-  ): Promise<TransitionResult> {
+  ): TransitionResult {
     const found = this.running(fence);
-    if (!found) return Promise.resolve(REFUSED);
+    if (!found) return REFUSED;
     const { state, index, subtask } = found;
     const changes: StatusChange[] = [];
     state.inputs[index] = result.input;
@@ -177,7 +177,7 @@ export class MemoryStore implements Store {
       }
     }
     this.afterSlotFreed(state, result.now, changes);
-    return Promise.resolve({ accepted: true, changes });
+    return { accepted: true, changes };
   }
 
   failAttempt(
@@ -188,9 +188,9 @@ export class MemoryStore implements Store {
       readonly retryAt?: number;
       readonly now: number;
     },
-  ): Promise<TransitionResult> {
+  ): TransitionResult {
     const found = this.running(fence);
-    if (!found) return Promise.resolve(REFUSED);
+    if (!found) return REFUSED;
     const { state, index, subtask } = found;
     const changes: StatusChange[] = [];
     if (result.input !== undefined) state.inputs[index] = result.input;
@@ -202,6 +202,9 @@ export class MemoryStore implements Store {
       state.attempts[index] = (state.attempts[index] as number) + 1;
       this.backoff.push(result.retryAt, { state, index, runTime: subtask.runTime });
       this.enqueue(state);
+      // A sibling already failed for good, so the retry will never start: if nothing else of
+      // the task runs, the task is FAILED now.
+      if (state.failed > 0) this.afterSlotFreed(state, result.now, changes);
     } else {
       subtask.error = result.error;
       this.move(state, subtask, SubtaskStatus.FAILED, subtask.operation, changes);
@@ -209,14 +212,14 @@ export class MemoryStore implements Store {
       state.failed++;
       this.afterSlotFreed(state, result.now, changes);
     }
-    return Promise.resolve({ accepted: true, changes });
+    return { accepted: true, changes };
   }
 
   nextRetryAt(): Promise<number | undefined> {
     return Promise.resolve(this.backoff.peekKey());
   }
 
-  appendLogs(entries: readonly LogEntry[]): Promise<void> {
+  appendLogs(entries: readonly LogEntry[]): void {
     for (const entry of entries) {
       const state = this.tasks.get(entry.taskId);
       if (!state || this.indexOf(state, entry.subtaskId) < 0) continue;
@@ -224,7 +227,6 @@ export class MemoryStore implements Store {
       if (!lines) state.logs.set(entry.subtaskId, (lines = []));
       lines.push(entry);
     }
-    return Promise.resolve();
   }
 
   readLogs(taskId: number, subtaskId: number): Promise<LogEntry[]> {

@@ -4,6 +4,12 @@ import type { ExpandedTask } from './expand-template.js';
 import type { Operation, SubtaskStatus, TaskStatus } from './status.js';
 import type { SubtaskRecord, TaskRecord } from './task.js';
 
+/**
+ * A value, or a promise of it. The hot-path methods of {@link Store} may answer synchronously
+ * (the in-memory store does), which spares the engine a microtask hop per call.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
 /** Ids reserved for one task: the task id and a block of consecutive subtask ids. */
 export interface ReservedIds {
   readonly taskId: number;
@@ -111,12 +117,12 @@ export interface Store {
    * than its concurrency, and never a subtask of a task that is not RUNNING or has a subtask
    * that failed for good.
    */
-  claimReady(request: ClaimRequest): Promise<Claim[]>;
+  claimReady(request: ClaimRequest): MaybePromise<Claim[]>;
   /** RUNNING → SUCCESSFUL; saves input and output; unblocks downstreams; may finish the task. */
   completeAttempt(
     fence: AttemptFence,
     result: { readonly input: ContextDelta; readonly output: ContextDelta; readonly now: number },
-  ): Promise<TransitionResult>;
+  ): MaybePromise<TransitionResult>;
   /**
    * RUNNING → READY (operation RETRY, runTime + 1) when `retryAt` is given, claimable from then;
    * otherwise RUNNING → FAILED, and the task FAILED once nothing of it runs any more.
@@ -129,11 +135,11 @@ export interface Store {
       readonly retryAt?: number;
       readonly now: number;
     },
-  ): Promise<TransitionResult>;
+  ): MaybePromise<TransitionResult>;
   /** The earliest time a READY subtask waiting for its retry backoff becomes claimable. */
   nextRetryAt(): Promise<number | undefined>;
   /** Appends handler log lines. */
-  appendLogs(entries: readonly LogEntry[]): Promise<void>;
+  appendLogs(entries: readonly LogEntry[]): MaybePromise<void>;
   /** A subtask's log lines, oldest first. */
   readLogs(taskId: number, subtaskId: number): Promise<LogEntry[]>;
 }

@@ -7,6 +7,10 @@ export interface TaskJsonOptions {
   readonly utcOffsetMinutes?: number;
 }
 
+/** Frozen arrays (as expansion makes them) are shared; others are copied. */
+const shared = (ids: readonly number[]): readonly number[] =>
+  Object.isFrozen(ids) ? ids : ids.slice();
+
 /** Renders one subtask in the wire shape (keys in the seeds' order). */
 export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions = {}): SubtaskJson {
   const offset = options.utcOffsetMinutes;
@@ -14,7 +18,7 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
   return {
     className: subtask.className,
     description: subtask.description,
-    downstreams: subtask.downstreams.slice(),
+    downstreams: shared(subtask.downstreams),
     ...(subtask.endTime === undefined ? {} : { endTime: formatTimestamp(subtask.endTime, offset) }),
     ...(subtask.executor === undefined ? {} : { executor: subtask.executor }),
     id: subtask.id,
@@ -30,7 +34,7 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
       : { startTime: formatTimestamp(subtask.startTime, offset) }),
     status: subtask.status,
     timeout: subtask.timeout,
-    upstreams: subtask.upstreams.slice(),
+    upstreams: shared(subtask.upstreams),
   };
 }
 

@@ -95,7 +95,7 @@ export interface TaskRecord {
 export interface SubtaskJson {
   className: string;
   description: string;
-  downstreams: number[];
+  downstreams: readonly number[];
   endTime?: string;
   executor?: string;
   id: number;
@@ -109,7 +109,7 @@ export interface SubtaskJson {
   startTime?: string;
   status: SubtaskStatus;
   timeout: number;
-  upstreams: number[];
+  upstreams: readonly number[];
 }
 
 /** A task in the wire shape of OCP's API (keys in the seeds' order). */

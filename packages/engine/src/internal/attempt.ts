@@ -1,0 +1,186 @@
+import { applyWrites, type ContextDelta } from '../context.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import { timeoutErrorInfo, toErrorInfo, type ErrorInfo } from '../error-info.js';
+import { DagopsError, ErrorCode } from '../errors.js';
+import type { Handler, HandlerContext } from '../handler.js';
+import type { Claim } from '../store.js';
+
+/** How an attempt ended, as far as its handler is concerned. */
+export type AttemptOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: ErrorInfo; readonly timedOut?: true };
+
+/** What an attempt needs from the engine that runs it. */
+export interface AttemptHost {
+  readonly clock: Clock;
+  /** The handler settled after the attempt had ended; its result is discarded. */
+  attemptSettledLate(attempt: Attempt, outcome: AttemptOutcome): void;
+  /** The handler logged a line. */
+  attemptLogged(attempt: Attempt, message: string): void;
+}
+
+const OK: AttemptOutcome = Object.freeze({ ok: true });
+
+/** `map[key]` when it is the map's own: a key like `constructor` must not find Object.prototype's. */
+function own<T>(map: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/**
+ * One execution of one subtask, and the {@link HandlerContext} its handler sees. It bounds the
+ * handler by the node's timeout: at the deadline the attempt fails with a timeout error and the
+ * signal is aborted, whatever the handler does; a result arriving later goes to
+ * {@link AttemptHost.attemptSettledLate}. The `AbortSignal` is created only when a handler
+ * reads it (reading `.signal` costs ~2.6 µs; PERF-NOTES). Writes after the end are ignored.
+ * One object per attempt, no per-attempt closures beyond the promise plumbing: this is the
+ * engine's hot path.
+ */
+export class Attempt implements HandlerContext {
+  readonly taskId: number;
+  readonly subtaskId: number;
+  readonly runTime: number;
+  readonly nodeKey: string;
+  readonly parallelIdx: number;
+  /** Pending log writes, chained so that lines are stored in order. */
+  logWrites: Promise<void> | undefined;
+  private controller: AbortController | undefined;
+  private abortReason: unknown;
+  private strings: Map<string, string> | undefined;
+  private lists: Map<string, readonly string[]> | undefined;
+  private timer: TimerHandle;
+  private resolve: ((outcome: AttemptOutcome) => void) | undefined;
+
+  constructor(
+    private readonly host: AttemptHost,
+    readonly claim: Claim,
+    readonly input: ContextDelta,
+    private readonly handler: Handler,
+  ) {
+    const { subtask } = claim;
+    this.taskId = subtask.taskId;
+    this.subtaskId = subtask.id;
+    this.runTime = subtask.runTime;
+    this.nodeKey = subtask.nodeKey;
+    this.parallelIdx = subtask.parallelIdx;
+  }
+
+  get idempotencyKey(): string {
+    return `${this.taskId}:${this.subtaskId}:${this.runTime}`;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Runs the handler; resolves at its end or at the deadline, whichever comes first. */
+  run(): Promise<AttemptOutcome> {
+    return new Promise<AttemptOutcome>((resolve) => {
+      this.resolve = resolve;
+      const seconds = this.claim.subtask.timeout;
+      this.timer = this.host.clock.setTimeout(() => this.expire(seconds), seconds * 1000);
+      try {
+        const result: unknown = this.handler.execute(this);
+        // Inside the try: a thenable whose `then` throws fails the attempt too.
+        if (
+          result !== null &&
+          typeof (result as { then?: unknown } | undefined)?.then === 'function'
+        ) {
+          (result as PromiseLike<unknown>).then(
+            () => this.settle(OK),
+            (thrown: unknown) => this.settle({ ok: false, error: toErrorInfo(thrown) }),
+          );
+          return;
+        }
+      } catch (thrown) {
+        this.settle({ ok: false, error: toErrorInfo(thrown) });
+        return;
+      }
+      this.settle(OK);
+    });
+  }
+
+  /** Aborts the signal (now, or when it is first read) with `reason`. */
+  abort(reason: unknown): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
+
+  /** The input with this attempt's writes applied. */
+  output(): ContextDelta {
+    return applyWrites(this.input, this.strings, this.lists);
+  }
+
+  get(key: string, listKey?: string): string | undefined {
+    if (listKey !== undefined && this.parallelIdx >= 0) {
+      const element = this.getList(listKey)?.[this.parallelIdx];
+      if (element !== undefined) return element;
+    }
+    return (
+      this.strings?.get(key) ??
+      own(this.input.stringMap, key) ??
+      own(this.claim.task.context.stringMap, key)
+    );
+  }
+
+  getList(key: string): readonly string[] | undefined {
+    return (
+      this.lists?.get(key) ??
+      own(this.input.listMap, key) ??
+      own(this.claim.task.context.listMap, key)
+    );
+  }
+
+  set(key: string, value: string): void {
+    if (typeof key !== 'string' || typeof value !== 'string') {
+      throw new DagopsError(
+        ErrorCode.TASK_CONTEXT_ERROR,
+        `context values are strings: set(${JSON.stringify(key)}, ${typeof value}) refused`,
+        { target: String(key), nonRetryable: true },
+      );
+    }
+    if (this.resolve) (this.strings ??= new Map<string, string>()).set(key, value);
+  }
+
+  setList(key: string, values: readonly string[]): void {
+    if (!Array.isArray(values) || values.some((value) => typeof value !== 'string')) {
+      throw new DagopsError(
+        ErrorCode.TASK_CONTEXT_ERROR,
+        `context lists hold strings: setList(${JSON.stringify(key)}, …) refused`,
+        { target: String(key), nonRetryable: true },
+      );
+    }
+    if (this.resolve)
+      (this.lists ??= new Map<string, readonly string[]>()).set(key, values.slice());
+  }
+
+  log(message: string): void {
+    this.host.attemptLogged(this, String(message));
+  }
+
+  private expire(seconds: number): void {
+    if (!this.resolve) return;
+    const error = timeoutErrorInfo(seconds);
+    this.abort(new DagopsError(ErrorCode.ATTEMPT_TIMEOUT, error.message));
+    this.finish({ ok: false, error, timedOut: true });
+  }
+
+  private settle(outcome: AttemptOutcome): void {
+    if (!this.resolve) {
+      this.host.attemptSettledLate(this, outcome);
+      return;
+    }
+    this.host.clock.clearTimeout(this.timer);
+    this.finish(outcome);
+  }
+
+  private finish(outcome: AttemptOutcome): void {
+    const resolve = this.resolve as (outcome: AttemptOutcome) => void;
+    this.resolve = undefined;
+    resolve(outcome);
+  }
+}
