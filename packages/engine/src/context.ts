@@ -27,6 +27,16 @@ export type MergeResult =
 const isEmpty = (delta: ContextDelta) =>
   delta.stringMap === undefined && delta.listMap === undefined;
 
+/** `map[key]` when it is the map's own: a key like `constructor` must not find Object.prototype's. */
+function own<T>(map: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/** Sets `map[key]` as an own property, even for `__proto__` (assignment would set the prototype). */
+function define<T>(map: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function sameList(a: readonly string[], b: readonly string[] | undefined): boolean {
   if (!b || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -61,13 +71,13 @@ export function mergeUpstreamOutputs(
   for (const key of stringKeys) {
     const values = new Set<string>();
     for (const output of outputs) {
-      const value = output.stringMap?.[key] ?? task.stringMap[key];
+      const value = own(output.stringMap, key) ?? own(task.stringMap, key);
       if (value !== undefined) values.add(value);
     }
     if (values.size > 1) return { ok: false, conflict: { key, values: [...values] } };
     const [value] = values;
-    if (value !== undefined && value !== task.stringMap[key]) {
-      stringMap[key] = value;
+    if (value !== undefined && value !== own(task.stringMap, key)) {
+      define(stringMap, key, value);
       hasStrings = true;
     }
   }
@@ -78,11 +88,11 @@ export function mergeUpstreamOutputs(
   for (const key of listKeys) {
     const union = new Set<string>();
     for (const output of outputs) {
-      for (const item of output.listMap?.[key] ?? task.listMap[key] ?? []) union.add(item);
+      for (const item of own(output.listMap, key) ?? own(task.listMap, key) ?? []) union.add(item);
     }
     const list = [...union];
-    if (!sameList(list, task.listMap[key])) {
-      listMap[key] = list;
+    if (!sameList(list, own(task.listMap, key))) {
+      define(listMap, key, list);
       hasLists = true;
     }
   }

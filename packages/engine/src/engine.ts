@@ -1,5 +1,5 @@
 import PQueue from 'p-queue';
-import { mergeUpstreamOutputs, type ContextDelta } from './context.js';
+import { EMPTY_DELTA, mergeUpstreamOutputs, type ContextDelta } from './context.js';
 import {
   resolveEngineOptions,
   type EngineOptions,
@@ -13,8 +13,16 @@ import type { Handler } from './handler.js';
 import { Attempt, type AttemptHost, type AttemptOutcome } from './internal/attempt.js';
 import { SafeEmitter } from './internal/safe-emitter.js';
 import { canRetry, resolveRetryPolicy, retryDelayMs } from './retry-policy.js';
-import { SubtaskStatus, TaskStatus, TaskType } from './status.js';
-import type { AttemptFence, Claim, LogEntry, StatusChange, TransitionResult } from './store.js';
+import { Operation, SubtaskStatus, TaskStatus, TaskType } from './status.js';
+import type {
+  AttemptFence,
+  AuditEntry,
+  Claim,
+  LogEntry,
+  OperationRequest,
+  StatusChange,
+  TransitionResult,
+} from './store.js';
 import type { TaskJson } from './task.js';
 import { toTaskJson } from './task-json.js';
 import type { Template, TemplateNode } from './template.js';
@@ -53,7 +61,11 @@ export class Engine extends SafeEmitter<EngineEvents> {
   private closed = false;
   private wakeAt: number | undefined;
   private wakeTimer: unknown;
+  /** A retry fell due while every slot was busy: the next attempt to end looks for retries. */
+  private retryWaitsForSlot = false;
   private readonly attemptHost: AttemptHost;
+  /** Attempts running in this process, by subtask id: what a cancel reaches. */
+  private readonly live = new Map<number, Attempt>();
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -112,7 +124,7 @@ export class Engine extends SafeEmitter<EngineEvents> {
     });
     // Render before saving: once saved, the records belong to the store and may change.
     const json = toTaskJson(expanded.task, expanded.subtasks, this.jsonOptions());
-    await store.insertTask(expanded);
+    await store.insertTask(expanded, { actor: meta.creator, now: expanded.task.startTime });
     const { task } = expanded;
     this.emit('task.created', { taskId: task.id, name: task.name, subtaskCount: count });
     if (this.listenerCount('subtask.ready') > 0) {
@@ -157,6 +169,98 @@ export class Engine extends SafeEmitter<EngineEvents> {
     if (task.status === TaskStatus.RUNNING) await finished;
     else this.waiters.delete(taskId);
     return this.getTask(taskId);
+  }
+
+  /** Retries a FAILED task: every FAILED subtask runs again (not after a rollback began). */
+  retryTask(taskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, undefined, Operation.RETRY, actor, (request) =>
+      this.options.store.retryTask(taskId, request),
+    );
+  }
+
+  /** Retries one FAILED subtask; the task resumes once nothing else is FAILED. */
+  retrySubtask(taskId: number, subtaskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, subtaskId, Operation.RETRY, actor, (request) =>
+      this.options.store.retrySubtask(taskId, subtaskId, request),
+    );
+  }
+
+  /**
+   * Skips a FAILED subtask: SUCCESSFUL with its input as output (operation SKIP); during a
+   * rollback, a subtask whose rollback failed goes back to PENDING (ROLLBACK_SKIP).
+   */
+  skipSubtask(taskId: number, subtaskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, subtaskId, Operation.SKIP, actor, (request) =>
+      this.options.store.skipSubtask(taskId, subtaskId, request),
+    );
+  }
+
+  /** Cancels a RUNNING subtask: CANCELING, signal aborted, handler `cancel` called, FAILED. */
+  cancelSubtask(taskId: number, subtaskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, subtaskId, Operation.CANCEL, actor, (request) =>
+      this.options.store.cancelSubtask(taskId, subtaskId, request),
+    );
+  }
+
+  /** Cancels a RUNNING task: its running subtasks are canceled, nothing new starts, it ends FAILED. */
+  cancelTask(taskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, undefined, Operation.CANCEL, actor, (request) =>
+      this.options.store.cancelTask(taskId, request),
+    );
+  }
+
+  /**
+   * Rolls back a FAILED task (SPEC §5): every subtask that ran runs its handler's `rollback`,
+   * downstreams first. Refused with 20004 when rollback is prohibited.
+   */
+  rollbackTask(taskId: number, actor: string): Promise<TaskJson> {
+    return this.operate(taskId, undefined, Operation.ROLLBACK, actor, (request) =>
+      this.options.store.rollbackTask(taskId, request),
+    );
+  }
+
+  /** Who did what to a task and when, oldest first (the submission is the first entry). */
+  async getAuditTrail(taskId: number): Promise<AuditEntry[]> {
+    const { store } = this.options;
+    if (!(await store.getTask(taskId))) throw notFound(`task ${taskId}`);
+    return store.listAudit(taskId);
+  }
+
+  private async operate(
+    taskId: number,
+    subtaskId: number | undefined,
+    operation: Operation,
+    actor: string,
+    apply: (request: OperationRequest) => Promise<StatusChange[]>,
+  ): Promise<TaskJson> {
+    if (typeof actor !== 'string' || actor.length === 0) {
+      throw new TaskArgumentsError('(operation)', [
+        { path: 'actor', message: 'must be a non-empty string', value: actor },
+      ]);
+    }
+    const changes = await apply({ actor, now: this.options.clock.now() });
+    this.emit('task.operation', {
+      taskId,
+      ...(subtaskId === undefined ? {} : { subtaskId }),
+      operation,
+      actor,
+    });
+    this.emitChanges(changes);
+    this.pump();
+    return this.getTask(taskId);
+  }
+
+  /** Saga style: a task whose template asks for it is rolled back when it fails. */
+  private async rollBackIfAsked(taskId: number, operation: Operation): Promise<void> {
+    if (operation === Operation.CANCEL) return;
+    const { store, logger } = this.options;
+    try {
+      const task = await store.getTask(taskId);
+      if (task?.template.autoRollback !== true) return;
+      await this.rollbackTask(taskId, AUTO_ROLLBACK_ACTOR);
+    } catch (error) {
+      logger.warn('automatic rollback did not start', { taskId, error: toErrorInfo(error) });
+    }
   }
 
   /**
@@ -233,6 +337,10 @@ export class Engine extends SafeEmitter<EngineEvents> {
         });
       }
       const handler = this.options.handlers.get(subtask.className);
+      if (subtask.operation === Operation.ROLLBACK) {
+        await this.runRollback(claim, handler);
+        return;
+      }
       let input = claim.input;
       if (input === undefined) {
         const merged = mergeUpstreamOutputs(task.context, claim.upstreamOutputs);
@@ -259,7 +367,9 @@ export class Engine extends SafeEmitter<EngineEvents> {
         return;
       }
       const attempt = new Attempt(this.attemptHost, claim, input, handler);
+      this.live.set(subtask.id, attempt);
       const outcome = await attempt.run();
+      this.live.delete(subtask.id);
       if (outcome.ok) {
         // Inline and without needless awaits: this is the path every subtask takes.
         if (attempt.logWrites) await attempt.logWrites;
@@ -271,6 +381,7 @@ export class Engine extends SafeEmitter<EngineEvents> {
         });
         this.succeeded(fence, pending instanceof Promise ? await pending : pending);
       } else {
+        if (attempt.cancelHook) await attempt.cancelHook;
         await this.persistFailure(claim, input, outcome.error, handler, attempt);
       }
     } catch (thrown) {
@@ -281,7 +392,12 @@ export class Engine extends SafeEmitter<EngineEvents> {
       });
     } finally {
       this.inFlight--;
-      this.pump();
+      if (this.retryWaitsForSlot) {
+        this.retryWaitsForSlot = false;
+        this.lookForRetries();
+      } else {
+        this.pump();
+      }
     }
   }
 
@@ -311,7 +427,8 @@ export class Engine extends SafeEmitter<EngineEvents> {
     const fence = this.fenceOf(claim);
     const node = this.nodeOf(task.template, subtask.nodeKey);
     const policy = resolveRetryPolicy(node?.retry, handler?.retry);
-    const retry = canRetry(policy, claim.attempt, error);
+    const canceled = error.code === ErrorCode.ATTEMPT_CANCELED;
+    const retry = !canceled && canRetry(policy, claim.attempt, error);
     const delay = retry ? retryDelayMs(policy, claim.attempt) : 0;
     const code = error.code === undefined ? '' : ` [${error.code}]`;
     const line = `attempt ${claim.attempt} failed${code}: ${error.message}${retry ? `; retry in ${delay} ms` : ''}`;
@@ -339,9 +456,53 @@ export class Engine extends SafeEmitter<EngineEvents> {
         retryDelayMs: delay,
       });
       this.wakeUpAt(now + delay);
+    } else if (canceled) {
+      this.emit('subtask.canceled', ref);
     } else {
       this.emit('subtask.failed', { ...ref, error });
     }
+    this.emitChanges(result.changes);
+  }
+
+  /**
+   * Runs a subtask's rollback: its handler's `rollback` on what the subtask produced (a handler
+   * without one has nothing to undo). Success returns the subtask to PENDING; a failure leaves
+   * it FAILED (operation ROLLBACK) and is not retried: roll back again, or skip it.
+   */
+  private async runRollback(claim: Claim, handler: Handler | undefined): Promise<void> {
+    const fence = this.fenceOf(claim);
+    const ref = { taskId: fence.taskId, subtaskId: fence.subtaskId, runTime: fence.runTime };
+    const { store, clock } = this.options;
+    this.emit('subtask.rollbackStarted', ref);
+    const input = claim.output ?? claim.input ?? EMPTY_DELTA;
+    let outcome: AttemptOutcome = { ok: true };
+    let attempt: Attempt | undefined;
+    if (handler?.rollback) {
+      attempt = new Attempt(this.attemptHost, claim, input, handler);
+      this.live.set(fence.subtaskId, attempt);
+      outcome = await attempt.run('rollback');
+      this.live.delete(fence.subtaskId);
+      if (attempt.cancelHook) await attempt.cancelHook;
+      if (attempt.logWrites) await attempt.logWrites;
+    }
+    const now = clock.now();
+    let result: TransitionResult;
+    if (outcome.ok) {
+      result = await store.completeAttempt(fence, { input, output: input, now });
+      if (result.accepted) this.emit('subtask.rollbackSucceeded', ref);
+    } else {
+      const { error } = outcome;
+      const line = `rollback failed${error.code === undefined ? '' : ` [${error.code}]`}: ${error.message}`;
+      if (attempt) {
+        attempt.log(line);
+        await attempt.logWrites;
+      } else {
+        await this.writeLog(ref, line);
+      }
+      result = await store.failAttempt(fence, { input: undefined, error, now });
+      if (result.accepted) this.emit('subtask.rollbackFailed', { ...ref, error });
+    }
+    if (!result.accepted) this.reportLate(ref, outcome);
     this.emitChanges(result.changes);
   }
 
@@ -398,10 +559,21 @@ export class Engine extends SafeEmitter<EngineEvents> {
           const waiting = this.waiters.get(taskId);
           this.waiters.delete(taskId);
           for (const resolve of waiting ?? []) resolve();
+          if (to === TaskStatus.FAILED && operation !== Operation.ROLLBACK) {
+            void this.rollBackIfAsked(taskId, operation);
+          }
         }
-      } else if (change.from === SubtaskStatus.PENDING && change.to === SubtaskStatus.READY) {
+      } else if (change.to === SubtaskStatus.READY && change.from !== SubtaskStatus.RUNNING) {
         const { taskId, subtaskId, runTime } = change;
         this.emit('subtask.ready', { taskId, subtaskId, runTime });
+      } else if (
+        change.operation === Operation.SKIP ||
+        change.operation === Operation.ROLLBACK_SKIP
+      ) {
+        const { taskId, subtaskId, runTime, operation } = change;
+        this.emit('subtask.skipped', { taskId, subtaskId, runTime, operation });
+      } else if (change.to === SubtaskStatus.CANCELING) {
+        this.live.get(change.subtaskId)?.cancel();
       }
     }
   }
@@ -416,17 +588,25 @@ export class Engine extends SafeEmitter<EngineEvents> {
       () => {
         this.wakeAt = undefined;
         this.wakeTimer = undefined;
-        this.pump();
-        void this.options.store.nextRetryAt().then((next) => {
-          if (next === undefined) return;
-          // A retry already due waits for a free slot, and the attempt that frees one pumps
-          // again: re-arming for it now would spin on zero-delay timers until then.
-          if (next <= clock.now() && this.inFlight >= this.options.concurrency) return;
-          this.wakeUpAt(next);
-        });
+        this.lookForRetries();
       },
       Math.max(0, at - clock.now()),
     );
+  }
+
+  /** Claims what is due, then makes sure the engine wakes up for the next retry. */
+  private lookForRetries(): void {
+    this.pump();
+    void this.options.store.nextRetryAt().then((next) => {
+      if (next === undefined) return;
+      // A retry already due waits for a free slot; re-arming for it now would spin on
+      // zero-delay timers until then, so the attempt that frees a slot looks again.
+      if (next <= this.options.clock.now() && this.inFlight >= this.options.concurrency) {
+        this.retryWaitsForSlot = true;
+        return;
+      }
+      this.wakeUpAt(next);
+    });
   }
 
   protected override onListenerError(event: string, error: unknown): void {
@@ -447,6 +627,9 @@ export class Engine extends SafeEmitter<EngineEvents> {
     }
   }
 }
+
+/** The actor the audit trail names for an automatic (saga) rollback. */
+export const AUTO_ROLLBACK_ACTOR = 'dagops:auto-rollback';
 
 function notFound(what: string): DagopsError {
   return new DagopsError(ErrorCode.TASK_NOT_FOUND, `${what} does not exist`, { target: what });

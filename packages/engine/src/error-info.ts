@@ -26,6 +26,15 @@ const clip = (text: string, max: number) =>
  * object) into an {@link ErrorInfo}. Never throws.
  */
 export function toErrorInfo(thrown: unknown): ErrorInfo {
+  try {
+    return describeThrown(thrown);
+  } catch {
+    // A proxy or exotic object that throws on every access: nothing of it can be read.
+    return { name: 'NonError(unreadable)', message: 'a value was thrown that could not be read' };
+  }
+}
+
+function describeThrown(thrown: unknown): ErrorInfo {
   if (thrown instanceof Error) {
     let message: string;
     let stack: string | undefined;

@@ -1,5 +1,5 @@
 import type { ErrorInfo } from './error-info.js';
-import type { Operation, SubtaskStatus, TaskStatus } from './status.js';
+import type { Operation, TaskStatus } from './status.js';
 import type { LogEntry } from './store.js';
 
 /** Names a subtask in event payloads. */
@@ -57,14 +57,25 @@ export interface EngineEvents {
   'subtask.lateResult': [
     SubtaskRef & { readonly outcome: 'succeeded' | 'failed'; readonly error?: ErrorInfo },
   ];
-  /** A subtask's status changed for another reason than the events above. */
-  'subtask.statusChanged': [
-    SubtaskRef & {
-      readonly from: SubtaskStatus;
-      readonly to: SubtaskStatus;
+  /** An operation was applied to a task (retry, skip, cancel, rollback), by `actor`. */
+  'task.operation': [
+    {
+      readonly taskId: number;
+      readonly subtaskId?: number;
       readonly operation: Operation;
+      readonly actor: string;
     },
   ];
+  /** A canceled attempt has ended; the subtask is FAILED. */
+  'subtask.canceled': [SubtaskRef];
+  /** A subtask was skipped (SKIP), or its failed rollback was (ROLLBACK_SKIP). */
+  'subtask.skipped': [SubtaskRef & { readonly operation: Operation }];
+  /** A subtask's rollback started on this engine. */
+  'subtask.rollbackStarted': [SubtaskRef];
+  /** A subtask was rolled back: it is PENDING again. */
+  'subtask.rollbackSucceeded': [SubtaskRef];
+  /** A subtask's rollback failed: it is FAILED with operation ROLLBACK. */
+  'subtask.rollbackFailed': [SubtaskRef & { readonly error: ErrorInfo }];
 }
 
 /** Where the engine reports problems it survives (a throwing listener, a failed store write). */

@@ -1,14 +1,18 @@
-import type { ContextDelta } from './context.js';
+import { EMPTY_DELTA, type ContextDelta } from './context.js';
+import { DagopsError, ErrorCode } from './errors.js';
 import type { ErrorInfo } from './error-info.js';
 import type { ExpandedTask } from './expand-template.js';
+import { MemoryTask } from './internal/memory-task.js';
 import { MinHeap } from './internal/min-heap.js';
 import { RingQueue } from './internal/ring-queue.js';
-import { Operation, SubtaskStatus, TaskStatus } from './status.js';
+import { SubtaskStatus } from './status.js';
 import type {
   AttemptFence,
+  AuditEntry,
   Claim,
   ClaimRequest,
   LogEntry,
+  OperationRequest,
   ReservedIds,
   StatusChange,
   Store,
@@ -16,47 +20,22 @@ import type {
   TransitionResult,
 } from './store.js';
 import type { SubtaskRecord, TaskRecord } from './task.js';
-import { DEFAULT_TASK_CONCURRENCY } from './template.js';
-import { assertSubtaskMove, assertTaskMove } from './transitions.js';
 
-/** Everything the store keeps about one task; subtask data is indexed by `id - firstId`. */
-interface TaskState {
-  readonly record: TaskRecord;
-  readonly subtasks: SubtaskRecord[];
-  readonly firstId: number;
-  readonly concurrency: number;
-  /** Upstreams of each subtask not yet SUCCESSFUL. */
-  readonly unfinishedUpstreams: Int32Array;
-  /** Attempt number within the current retry round, per subtask. */
-  readonly attempts: Uint32Array;
-  readonly inputs: (ContextDelta | undefined)[];
-  readonly outputs: (ContextDelta | undefined)[];
-  readonly logs: Map<number, LogEntry[]>;
-  /** READY subtasks that may be claimed now. */
-  readonly ready: RingQueue<number>;
-  /** PENDING subtasks whose upstreams are done, waiting for a concurrency slot. */
-  readonly eligible: RingQueue<number>;
-  readyOrRunning: number;
-  running: number;
-  succeeded: number;
-  failed: number;
-  /** Whether the task is queued in the store's round-robin of tasks with claimable work. */
-  queued: boolean;
-}
-
-const NO_CHANGES: readonly StatusChange[] = Object.freeze([]);
-const REFUSED: TransitionResult = Object.freeze({ accepted: false, changes: NO_CHANGES });
+const NO_OUTPUTS: readonly ContextDelta[] = Object.freeze([]);
+const REFUSED: TransitionResult = Object.freeze({ accepted: false, changes: Object.freeze([]) });
 
 /**
  * The in-memory {@link Store}: for embedding, tests and benchmarks. State lives in this process
- * only; use the PostgreSQL store for durability.
+ * only; use the PostgreSQL store for durability. Each task's transitions are in
+ * {@link MemoryTask}; this class adds ids, fair claiming across tasks, retry backoff, logs and
+ * the audit trail. Hot-path methods answer synchronously.
  */
 export class MemoryStore implements Store {
-  private readonly tasks = new Map<number, TaskState>();
-  /** Round-robin of tasks that have READY work and a free slot. */
-  private readonly runnable = new RingQueue<TaskState>();
+  private readonly tasks = new Map<number, MemoryTask>();
+  /** Round-robin of tasks that may have claimable work. */
+  private readonly runnable = new RingQueue<MemoryTask>();
   /** READY subtasks waiting for their retry backoff, by due time. */
-  private readonly backoff = new MinHeap<{ state: TaskState; index: number; runTime: number }>();
+  private readonly backoff = new MinHeap<{ task: MemoryTask; index: number; runTime: number }>();
   private nextTaskId = 1;
   private nextSubtaskId = 1;
 
@@ -66,57 +45,29 @@ export class MemoryStore implements Store {
     return Promise.resolve(ids);
   }
 
-  insertTask({ task, subtasks }: ExpandedTask): Promise<void> {
-    const count = subtasks.length;
-    const firstId = subtasks[0]?.id ?? 0;
-    const unfinished = new Int32Array(count);
-    const state: TaskState = {
-      record: task,
-      subtasks,
-      firstId,
-      concurrency: task.template.concurrency ?? DEFAULT_TASK_CONCURRENCY,
-      unfinishedUpstreams: unfinished,
-      attempts: new Uint32Array(count).fill(1),
-      inputs: new Array<ContextDelta | undefined>(count),
-      outputs: new Array<ContextDelta | undefined>(count),
-      logs: new Map(),
-      ready: new RingQueue<number>(),
-      eligible: new RingQueue<number>(),
-      readyOrRunning: 0,
-      running: 0,
-      succeeded: 0,
-      failed: 0,
-      queued: false,
-    };
-    for (let i = 0; i < count; i++) {
-      const subtask = subtasks[i] as SubtaskRecord;
-      unfinished[i] = subtask.upstreams.length;
-      if (subtask.status === SubtaskStatus.READY) {
-        state.ready.push(i);
-        state.readyOrRunning++;
-      }
-    }
-    this.tasks.set(task.id, state);
-    this.enqueue(state);
+  insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void> {
+    const task = new MemoryTask(expanded, creator);
+    this.tasks.set(task.record.id, task);
+    this.enqueue(task);
     return Promise.resolve();
   }
 
   getTask(taskId: number): Promise<TaskRecord | undefined> {
-    const state = this.tasks.get(taskId);
-    return Promise.resolve(state ? { ...state.record } : undefined);
+    const task = this.tasks.get(taskId);
+    return Promise.resolve(task ? { ...task.record } : undefined);
   }
 
   listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
-    const state = this.tasks.get(taskId);
-    return Promise.resolve(state ? state.subtasks.map((subtask) => ({ ...subtask })) : []);
+    const task = this.tasks.get(taskId);
+    return Promise.resolve(task ? task.subtasks.map((subtask) => ({ ...subtask })) : []);
   }
 
   getSubtaskContexts(taskId: number, subtaskId: number): Promise<SubtaskContexts | undefined> {
-    const state = this.tasks.get(taskId);
-    const index = state ? this.indexOf(state, subtaskId) : -1;
-    if (!state || index < 0) return Promise.resolve(undefined);
-    const input = state.inputs[index];
-    const output = state.outputs[index];
+    const task = this.tasks.get(taskId);
+    const index = task ? task.indexOf(subtaskId) : -1;
+    if (!task || index < 0) return Promise.resolve(undefined);
+    const input = task.inputs[index];
+    const output = task.outputs[index];
     return Promise.resolve({
       ...(input === undefined ? {} : { input }),
       ...(output === undefined ? {} : { output }),
@@ -127,28 +78,35 @@ export class MemoryStore implements Store {
     this.releaseDueRetries(now);
     const claims: Claim[] = [];
     while (claims.length < limit && this.runnable.length > 0) {
-      const state = this.runnable.shift() as TaskState;
-      state.queued = false;
-      if (state.record.status !== TaskStatus.RUNNING || state.failed > 0) continue;
-      while (claims.length < limit && state.running < state.concurrency && state.ready.length > 0) {
-        const index = state.ready.shift() as number;
-        const subtask = state.subtasks[index] as SubtaskRecord;
-        if (subtask.status !== SubtaskStatus.READY) continue;
-        this.move(state, subtask, SubtaskStatus.RUNNING, subtask.operation, undefined);
-        subtask.startTime = now;
-        if (subtask.endTime !== undefined) subtask.endTime = undefined;
-        subtask.executor = executor;
-        state.running++;
-        const input = state.inputs[index];
+      const task = this.runnable.shift() as MemoryTask;
+      task.queued = false;
+      let free = task.freeSlots();
+      while (claims.length < limit && free > 0 && task.ready.length > 0) {
+        const index = task.ready.shift() as number;
+        if ((task.subtasks[index] as SubtaskRecord).status !== SubtaskStatus.READY) continue;
+        const subtask = task.claim(index, executor, now);
+        free--;
+        // The input, when no merge is needed to know it (most subtasks): saved by an earlier
+        // attempt, a root's, or a single upstream's output.
+        let input = task.inputs[index];
+        let upstreamOutputs: readonly ContextDelta[] = NO_OUTPUTS;
+        if (input === undefined) {
+          const { upstreams } = subtask;
+          if (upstreams.length === 0) input = EMPTY_DELTA;
+          else if (upstreams.length === 1) {
+            input = task.outputs[(upstreams[0] as number) - task.firstId] ?? EMPTY_DELTA;
+          } else upstreamOutputs = this.upstreamOutputs(task, subtask);
+        }
         claims.push({
-          task: state.record,
+          task: task.record,
           subtask,
-          attempt: state.attempts[index] as number,
+          attempt: task.attempts[index] as number,
           input,
-          upstreamOutputs: input === undefined ? this.upstreamOutputs(state, subtask) : [],
+          upstreamOutputs,
+          output: task.outputs[index],
         });
       }
-      this.enqueue(state);
+      this.enqueue(task);
     }
     return claims;
   }
@@ -159,24 +117,8 @@ export class MemoryStore implements Store {
   ): TransitionResult {
     const found = this.running(fence);
     if (!found) return REFUSED;
-    const { state, index, subtask } = found;
-    const changes: StatusChange[] = [];
-    state.inputs[index] = result.input;
-    state.outputs[index] = result.output;
-    subtask.endTime = result.now;
-    this.move(state, subtask, SubtaskStatus.SUCCESSFUL, subtask.operation, changes);
-    state.running--;
-    state.readyOrRunning--;
-    state.succeeded++;
-    const unfinished = state.unfinishedUpstreams;
-    for (const downId of subtask.downstreams) {
-      const down = downId - state.firstId;
-      if (--(unfinished[down] as number) === 0) {
-        unfinished[down] = 0;
-        state.eligible.push(down);
-      }
-    }
-    this.afterSlotFreed(state, result.now, changes);
+    const changes = found.task.complete(found.index, result.input, result.output, result.now);
+    this.enqueue(found.task);
     return { accepted: true, changes };
   }
 
@@ -191,28 +133,48 @@ export class MemoryStore implements Store {
   ): TransitionResult {
     const found = this.running(fence);
     if (!found) return REFUSED;
-    const { state, index, subtask } = found;
-    const changes: StatusChange[] = [];
-    if (result.input !== undefined) state.inputs[index] = result.input;
-    subtask.endTime = result.now;
-    state.running--;
-    if (result.retryAt !== undefined) {
-      subtask.runTime++;
-      this.move(state, subtask, SubtaskStatus.READY, Operation.RETRY, changes);
-      state.attempts[index] = (state.attempts[index] as number) + 1;
-      this.backoff.push(result.retryAt, { state, index, runTime: subtask.runTime });
-      this.enqueue(state);
-      // A sibling already failed for good, so the retry will never start: if nothing else of
-      // the task runs, the task is FAILED now.
-      if (state.failed > 0) this.afterSlotFreed(state, result.now, changes);
-    } else {
-      subtask.error = result.error;
-      this.move(state, subtask, SubtaskStatus.FAILED, subtask.operation, changes);
-      state.readyOrRunning--;
-      state.failed++;
-      this.afterSlotFreed(state, result.now, changes);
+    const { task, index } = found;
+    const { changes, retry } = task.fail(
+      index,
+      result.input,
+      result.error,
+      result.retryAt,
+      result.now,
+    );
+    if (retry) {
+      const runTime = (task.subtasks[index] as SubtaskRecord).runTime;
+      this.backoff.push(result.retryAt as number, { task, index, runTime });
     }
+    this.enqueue(task);
     return { accepted: true, changes };
+  }
+
+  retryTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate(taskId, (task) => task.retryTask(request));
+  }
+
+  retrySubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate(taskId, (task) => task.retrySubtask(task.require(subtaskId), request));
+  }
+
+  skipSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate(taskId, (task) => task.skipSubtask(task.require(subtaskId), request));
+  }
+
+  cancelSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate(taskId, (task) => task.cancelSubtask(task.require(subtaskId), request));
+  }
+
+  cancelTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate(taskId, (task) => task.cancelTask(request));
+  }
+
+  rollbackTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate(taskId, (task) => task.startRollback(request));
+  }
+
+  listAudit(taskId: number): Promise<AuditEntry[]> {
+    return Promise.resolve([...(this.tasks.get(taskId)?.audit ?? [])]);
   }
 
   nextRetryAt(): Promise<number | undefined> {
@@ -221,10 +183,10 @@ export class MemoryStore implements Store {
 
   appendLogs(entries: readonly LogEntry[]): void {
     for (const entry of entries) {
-      const state = this.tasks.get(entry.taskId);
-      if (!state || this.indexOf(state, entry.subtaskId) < 0) continue;
-      let lines = state.logs.get(entry.subtaskId);
-      if (!lines) state.logs.set(entry.subtaskId, (lines = []));
+      const task = this.tasks.get(entry.taskId);
+      if (!task || task.indexOf(entry.subtaskId) < 0) continue;
+      let lines = task.logs.get(entry.subtaskId);
+      if (!lines) task.logs.set(entry.subtaskId, (lines = []));
       lines.push(entry);
     }
   }
@@ -233,16 +195,31 @@ export class MemoryStore implements Store {
     return Promise.resolve([...(this.tasks.get(taskId)?.logs.get(subtaskId) ?? [])]);
   }
 
-  private indexOf(state: TaskState, subtaskId: number): number {
-    const index = subtaskId - state.firstId;
-    return Number.isInteger(index) && index >= 0 && index < state.subtasks.length ? index : -1;
+  /** Runs one operation on a known task, then makes its new work claimable. */
+  private operate(
+    taskId: number,
+    operation: (task: MemoryTask) => StatusChange[],
+  ): Promise<StatusChange[]> {
+    const task = this.tasks.get(taskId);
+    if (!task) {
+      return Promise.reject(
+        new DagopsError(ErrorCode.TASK_NOT_FOUND, `task ${taskId} does not exist`, {
+          target: String(taskId),
+        }),
+      );
+    }
+    return new Promise((resolve) => {
+      const changes = operation(task);
+      this.enqueue(task);
+      resolve(changes);
+    });
   }
 
-  private running(fence: AttemptFence) {
-    const state = this.tasks.get(fence.taskId);
-    if (!state) return undefined;
-    const index = this.indexOf(state, fence.subtaskId);
-    const subtask = state.subtasks[index];
+  private running(fence: AttemptFence): { task: MemoryTask; index: number } | undefined {
+    const task = this.tasks.get(fence.taskId);
+    if (!task) return undefined;
+    const index = task.indexOf(fence.subtaskId);
+    const subtask = task.subtasks[index];
     if (
       !subtask ||
       (subtask.status !== SubtaskStatus.RUNNING && subtask.status !== SubtaskStatus.CANCELING) ||
@@ -251,95 +228,33 @@ export class MemoryStore implements Store {
     ) {
       return undefined;
     }
-    return { state, index, subtask };
+    return { task, index };
   }
 
-  private upstreamOutputs(state: TaskState, subtask: SubtaskRecord): ContextDelta[] {
-    return subtask.upstreams.map((id) => state.outputs[id - state.firstId] ?? {});
+  private upstreamOutputs(task: MemoryTask, subtask: SubtaskRecord): ContextDelta[] {
+    return subtask.upstreams.map((id) => task.outputs[id - task.firstId] ?? {});
   }
 
-  /** Applies one subtask status move through the transition table and records it. */
-  private move(
-    state: TaskState,
-    subtask: SubtaskRecord,
-    to: SubtaskStatus,
-    operation: Operation,
-    changes: StatusChange[] | undefined,
-  ): void {
-    const from = subtask.status;
-    assertSubtaskMove(subtask.id, from, to);
-    subtask.status = to;
-    subtask.operation = operation;
-    if (to !== SubtaskStatus.FAILED && subtask.error !== undefined) subtask.error = undefined;
-    changes?.push({
-      kind: 'subtask',
-      taskId: state.record.id,
-      subtaskId: subtask.id,
-      runTime: subtask.runTime,
-      from,
-      to,
-      operation,
-    });
-  }
-
-  private moveTask(state: TaskState, to: TaskStatus, now: number, changes: StatusChange[]): void {
-    const task = state.record;
-    assertTaskMove(task.id, task.status, to);
-    changes.push({
-      kind: 'task',
-      taskId: task.id,
-      from: task.status,
-      to,
-      operation: task.operation,
-    });
-    task.status = to;
-    task.endTime = now;
-  }
-
-  /** After a subtask left RUNNING: finish the task, or promote what waits for a slot. */
-  private afterSlotFreed(state: TaskState, now: number, changes: StatusChange[]): void {
-    if (state.failed > 0) {
-      if (state.running === 0 && state.record.status === TaskStatus.RUNNING) {
-        this.moveTask(state, TaskStatus.FAILED, now, changes);
-      }
-      return;
-    }
-    if (state.succeeded === state.subtasks.length) {
-      this.moveTask(state, TaskStatus.SUCCESSFUL, now, changes);
-      return;
-    }
-    while (state.readyOrRunning < state.concurrency && state.eligible.length > 0) {
-      const index = state.eligible.shift() as number;
-      const subtask = state.subtasks[index] as SubtaskRecord;
-      this.move(state, subtask, SubtaskStatus.READY, subtask.operation, changes);
-      state.readyOrRunning++;
-      state.ready.push(index);
-    }
-    this.enqueue(state);
-  }
-
-  private enqueue(state: TaskState): void {
-    if (!state.queued && state.ready.length > 0 && state.running < state.concurrency) {
-      state.queued = true;
-      this.runnable.push(state);
+  private enqueue(task: MemoryTask): void {
+    if (!task.queued && task.ready.length > 0 && task.freeSlots() > 0) {
+      task.queued = true;
+      this.runnable.push(task);
     }
   }
 
   private releaseDueRetries(now: number): void {
-    for (
-      let due = this.backoff.peekKey();
-      due !== undefined && due <= now;
-      due = this.backoff.peekKey()
-    ) {
-      const { state, index, runTime } = this.backoff.pop() as {
-        state: TaskState;
+    for (let due = this.backoff.peekKey(); due !== undefined && due <= now;) {
+      const { task, index, runTime } = this.backoff.pop() as {
+        task: MemoryTask;
         index: number;
         runTime: number;
       };
-      const subtask = state.subtasks[index] as SubtaskRecord;
-      if (subtask.status !== SubtaskStatus.READY || subtask.runTime !== runTime) continue;
-      state.ready.push(index);
-      this.enqueue(state);
+      const subtask = task.subtasks[index] as SubtaskRecord;
+      if (subtask.status === SubtaskStatus.READY && subtask.runTime === runTime) {
+        task.ready.push(index);
+        this.enqueue(task);
+      }
+      due = this.backoff.peekKey();
     }
   }
 }

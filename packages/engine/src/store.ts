@@ -49,10 +49,15 @@ export interface Claim {
   readonly subtask: Readonly<SubtaskRecord>;
   /** Attempt number within the current retry round, from 1. */
   readonly attempt: number;
-  /** The saved input, when an earlier attempt saved one (a retry reuses it). */
+  /**
+   * The input, when it is known without a merge: saved by an earlier attempt (a retry reuses
+   * it), or — as a store may shortcut — a root's (empty) or a single upstream's output.
+   */
   readonly input: ContextDelta | undefined;
-  /** The upstreams' outputs, to merge into the input when none is saved. */
+  /** The upstreams' outputs, to merge into the input when `input` is undefined. */
   readonly upstreamOutputs: readonly ContextDelta[];
+  /** The saved output of a subtask that succeeded before (what a rollback undoes). */
+  readonly output: ContextDelta | undefined;
 }
 
 /** One status change a store made, for the engine to turn into events. */
@@ -74,7 +79,11 @@ export type StatusChange =
       readonly operation: Operation;
     };
 
-/** The outcome of a write: refused (fenced out), or applied with the changes it made. */
+/**
+ * The outcome of a write: refused (fenced out), or applied with the changes it made. For an
+ * attempt's completion or failure, `changes` lists the consequences (subtasks made READY, the
+ * task's status), not the attempt's own move, which the caller knows.
+ */
 export interface TransitionResult {
   readonly accepted: boolean;
   readonly changes: readonly StatusChange[];
@@ -88,6 +97,46 @@ export interface LogEntry {
   /** Epoch ms. */
   readonly time: number;
   readonly message: string;
+}
+
+/** One operation on a task, as the audit trail keeps it. */
+export interface AuditEntry {
+  readonly taskId: number;
+  /** Absent for an operation on the whole task. */
+  readonly subtaskId?: number;
+  /** `EXECUTE` is the submission. */
+  readonly operation: Operation;
+  /** Who asked for it. */
+  readonly actor: string;
+  /** When, epoch ms. */
+  readonly now: number;
+}
+
+/** Who asks for an operation, and when. */
+export interface OperationRequest {
+  readonly actor: string;
+  /** Epoch ms. */
+  readonly now: number;
+}
+
+/** One operation on a task, as the audit trail keeps it. */
+export interface AuditEntry {
+  readonly taskId: number;
+  /** Absent for an operation on the whole task. */
+  readonly subtaskId?: number;
+  /** `EXECUTE` is the submission. */
+  readonly operation: Operation;
+  /** Who asked for it. */
+  readonly actor: string;
+  /** When, epoch ms. */
+  readonly now: number;
+}
+
+/** Who asks for an operation, and when. */
+export interface OperationRequest {
+  readonly actor: string;
+  /** Epoch ms. */
+  readonly now: number;
 }
 
 /** A subtask's saved input and output, as deltas over the task's context. */
@@ -104,8 +153,8 @@ export interface SubtaskContexts {
 export interface Store {
   /** Reserves a task id and `subtaskCount` consecutive subtask ids. */
   reserveIds(subtaskCount: number): Promise<ReservedIds>;
-  /** Saves a task at submission. */
-  insertTask(expanded: ExpandedTask): Promise<void>;
+  /** Saves a task at submission; the audit trail records `creator` as its first entry. */
+  insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void>;
   /** A task, or undefined when unknown. */
   getTask(taskId: number): Promise<TaskRecord | undefined>;
   /** A task's subtasks in `seriesId` order; empty when the task is unknown. */
@@ -136,6 +185,37 @@ export interface Store {
       readonly now: number;
     },
   ): MaybePromise<TransitionResult>;
+  /**
+   * Operations on a live task (SPEC §5). Each checks the state first and refuses with a
+   * `DagopsError` — `TASK_NOT_FOUND` (20000) for an unknown task or a subtask not part of it,
+   * `TASK_STATE_INVALID` (20003), `TASK_PROHIBIT_ROLLBACK` (20004) — changing nothing; otherwise
+   * it applies the change, records it in the audit trail, and returns what changed.
+   */
+  retryTask(taskId: number, request: OperationRequest): Promise<StatusChange[]>;
+  /** Retry one FAILED subtask (not during a rollback). */
+  retrySubtask(
+    taskId: number,
+    subtaskId: number,
+    request: OperationRequest,
+  ): Promise<StatusChange[]>;
+  /** Skip a FAILED subtask; during a rollback, skip a subtask whose rollback failed. */
+  skipSubtask(
+    taskId: number,
+    subtaskId: number,
+    request: OperationRequest,
+  ): Promise<StatusChange[]>;
+  /** RUNNING → CANCELING; the attempt's end (failAttempt) makes it FAILED. */
+  cancelSubtask(
+    taskId: number,
+    subtaskId: number,
+    request: OperationRequest,
+  ): Promise<StatusChange[]>;
+  /** Cancel every running subtask and start nothing new; the task ends FAILED. */
+  cancelTask(taskId: number, request: OperationRequest): Promise<StatusChange[]>;
+  /** Start rolling back a FAILED task. */
+  rollbackTask(taskId: number, request: OperationRequest): Promise<StatusChange[]>;
+  /** The task's audit trail, oldest first; empty when the task is unknown. */
+  listAudit(taskId: number): Promise<AuditEntry[]>;
   /** The earliest time a READY subtask waiting for its retry backoff becomes claimable. */
   nextRetryAt(): Promise<number | undefined>;
   /** Appends handler log lines. */

@@ -88,7 +88,7 @@ export interface TaskRecord {
   /** Submission time (epoch ms). */
   readonly startTime: number;
   /** When the task reached a final status (epoch ms). */
-  endTime?: number;
+  endTime?: number | undefined;
 }
 
 /** A subtask in the wire shape of OCP's API (keys in the seeds' order). */

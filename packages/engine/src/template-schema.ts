@@ -18,6 +18,7 @@ export const templateJsonSchema = {
     description: { type: 'string' },
     prohibitRollback: { type: 'boolean' },
     concurrency: { type: 'integer', minimum: 1 },
+    autoRollback: { type: 'boolean' },
     nodes: {
       type: 'array',
       minItems: 1,

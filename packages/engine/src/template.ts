@@ -67,6 +67,11 @@ export interface Template {
   readonly prohibitRollback?: boolean;
   /** At most this many subtasks of one task READY or RUNNING at once. @default 10 */
   readonly concurrency?: number;
+  /**
+   * When true, a task that fails (not one that is canceled) is rolled back at once, saga style,
+   * unless rollback is prohibited. @default false, as in OCP
+   */
+  readonly autoRollback?: boolean;
   /** The steps. */
   readonly nodes: readonly TemplateNode[];
   /** The dependencies between steps. */

@@ -6,25 +6,27 @@ import { SubtaskStatus, TaskStatus } from './status.js';
  * {@link assertSubtaskMove}, so an illegal move is a bug that fails loudly.
  */
 export const SUBTASK_TRANSITIONS: Readonly<Record<SubtaskStatus, readonly SubtaskStatus[]>> = {
-  // upstreams done (and a concurrency slot free)
+  // upstreams done and a slot free
   PENDING: [SubtaskStatus.READY],
-  // claimed by an engine
-  READY: [SubtaskStatus.RUNNING],
-  // succeeded; failed attempt to be retried; failed for good; cancel requested
+  // claimed by an engine; a rollback resets a subtask that never ran
+  READY: [SubtaskStatus.RUNNING, SubtaskStatus.PENDING],
+  // succeeded; failed attempt to be retried; failed for good; cancel requested; rolled back
   RUNNING: [
     SubtaskStatus.SUCCESSFUL,
     SubtaskStatus.READY,
     SubtaskStatus.FAILED,
     SubtaskStatus.CANCELING,
+    SubtaskStatus.PENDING,
   ],
   // the canceled attempt has ended
   CANCELING: [SubtaskStatus.FAILED],
-  // manual retry; skip
-  FAILED: [SubtaskStatus.READY, SubtaskStatus.SUCCESSFUL],
-  SUCCESSFUL: [],
+  // retry, or its turn to roll back; skip; rollback-skip
+  FAILED: [SubtaskStatus.READY, SubtaskStatus.SUCCESSFUL, SubtaskStatus.PENDING],
+  // its turn to roll back
+  SUCCESSFUL: [SubtaskStatus.READY],
 };
 
-/** Every legal task status move. */
+/** Every legal task status move: finishing, and resuming (retry, skip, rollback). */
 export const TASK_TRANSITIONS: Readonly<Record<TaskStatus, readonly TaskStatus[]>> = {
   RUNNING: [TaskStatus.SUCCESSFUL, TaskStatus.FAILED],
   FAILED: [TaskStatus.RUNNING],

@@ -238,7 +238,12 @@ describe('validateTemplate: cycles (code 20001)', () => {
 
   it('refuses more than MAX_TEMPLATE_NODES nodes, naming the limit and the count', () => {
     const keys = Array.from({ length: MAX_TEMPLATE_NODES + 1 }, (_, i) => `k${i}`);
-    const error = templateError(template(keys.map((k) => node(k)), []));
+    const error = templateError(
+      template(
+        keys.map((k) => node(k)),
+        [],
+      ),
+    );
     expect(error.issues[0]?.path).toBe('nodes');
     expect(error.message).toContain(`must NOT have more than ${MAX_TEMPLATE_NODES} items`);
   });

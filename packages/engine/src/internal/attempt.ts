@@ -8,7 +8,15 @@ import type { Claim } from '../store.js';
 /** How an attempt ended, as far as its handler is concerned. */
 export type AttemptOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly error: ErrorInfo; readonly timedOut?: true };
+  | {
+      readonly ok: false;
+      readonly error: ErrorInfo;
+      readonly timedOut?: true;
+      readonly canceled?: true;
+    };
+
+/** Which of the handler's functions an attempt runs. */
+export type AttemptKind = 'execute' | 'rollback';
 
 /** What an attempt needs from the engine that runs it. */
 export interface AttemptHost {
@@ -43,6 +51,8 @@ export class Attempt implements HandlerContext {
   readonly parallelIdx: number;
   /** Pending log writes, chained so that lines are stored in order. */
   logWrites: Promise<void> | undefined;
+  /** Set by {@link cancel}: settles when the handler's `cancel` has returned (or timed out). */
+  cancelHook: Promise<void> | undefined;
   private controller: AbortController | undefined;
   private abortReason: unknown;
   private strings: Map<string, string> | undefined;
@@ -76,14 +86,18 @@ export class Attempt implements HandlerContext {
     return this.controller.signal;
   }
 
-  /** Runs the handler; resolves at its end or at the deadline, whichever comes first. */
-  run(): Promise<AttemptOutcome> {
+  /**
+   * Runs the handler's `execute` (or `rollback`); resolves at its end, at the deadline, or at a
+   * cancel, whichever comes first. A handler without `rollback` has nothing to undo.
+   */
+  run(kind: AttemptKind = 'execute'): Promise<AttemptOutcome> {
     return new Promise<AttemptOutcome>((resolve) => {
       this.resolve = resolve;
       const seconds = this.claim.subtask.timeout;
       this.timer = this.host.clock.setTimeout(() => this.expire(seconds), seconds * 1000);
       try {
-        const result: unknown = this.handler.execute(this);
+        const result: unknown =
+          kind === 'execute' ? this.handler.execute(this) : this.handler.rollback?.(this);
         // Inside the try: a thenable whose `then` throws fails the attempt too.
         if (
           result !== null &&
@@ -100,6 +114,41 @@ export class Attempt implements HandlerContext {
         return;
       }
       this.settle(OK);
+    });
+  }
+
+  /**
+   * Ends a running attempt as canceled: aborts the signal with a cancel reason, then calls the
+   * handler's `cancel` (bounded by the node's timeout; what it throws is ignored). The handler's
+   * own result, when it comes, is late.
+   */
+  cancel(): void {
+    if (!this.resolve) return;
+    const message = 'the attempt was canceled';
+    this.abort(new DagopsError(ErrorCode.ATTEMPT_CANCELED, message));
+    this.host.clock.clearTimeout(this.timer);
+    this.cancelHook = this.callCancelHook();
+    this.finish({
+      ok: false,
+      canceled: true,
+      error: { name: 'CanceledError', message, code: ErrorCode.ATTEMPT_CANCELED },
+    });
+  }
+
+  private callCancelHook(): Promise<void> {
+    const { handler } = this;
+    if (!handler.cancel) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = this.host.clock.setTimeout(resolve, this.claim.subtask.timeout * 1000);
+      const done = () => {
+        this.host.clock.clearTimeout(timer);
+        resolve();
+      };
+      try {
+        Promise.resolve(handler.cancel?.(this)).then(done, done);
+      } catch {
+        done();
+      }
     });
   }
 

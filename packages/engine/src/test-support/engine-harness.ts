@@ -7,9 +7,10 @@
 import { createManualClock, type Clock } from '../clock.js';
 import type { Engine } from '../engine.js';
 import type { EngineEvents, Logger } from '../events.js';
+import type { Store } from '../store.js';
 
 /** Lets every pending promise chain (and `setImmediate` callback) run. */
-export async function flush(rounds = 8): Promise<void> {
+export async function flush(rounds = 3): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
@@ -19,16 +20,23 @@ export interface SteppedClock extends Clock {
   nextDue(): number | undefined;
   /**
    * Moves time to `target` one due instant at a time, settling promises after each, so that
-   * what a timer callback starts happens at the timer's instant.
+   * what a timer callback starts happens at the timer's instant. Throws after
+   * {@link MAX_STEPS} steps (a timer that keeps re-arming itself without time moving on).
    */
   advanceTo(target: number): Promise<void>;
   /** {@link advanceTo} `now + ms`. */
   advanceBy(ms: number): Promise<void>;
-  /** Steps from timer to timer until `done()` holds or no timer is left; false if it never held. */
+  /**
+   * Steps from timer to timer until `done()` holds; false if it never did (no timer left,
+   * `limitMs` of clock time passed, or {@link MAX_STEPS} steps taken).
+   */
   runUntil(done: () => boolean, limitMs?: number): Promise<boolean>;
   /** Resolves after `ms` of clock time. */
   sleep(ms: number): Promise<void>;
 }
+
+/** Most timer steps one call of a {@link SteppedClock} takes. */
+export const MAX_STEPS = 20_000;
 
 /** A {@link SteppedClock} over `createManualClock(start)`. */
 export function steppedClock(start?: number): SteppedClock {
@@ -56,7 +64,9 @@ export function steppedClock(start?: number): SteppedClock {
     nextDue,
     async advanceTo(target) {
       await flush();
+      let steps = 0;
       for (let next = nextDue(); next !== undefined && next <= target; next = nextDue()) {
+        if (++steps > MAX_STEPS) throw new Error(`no progress after ${MAX_STEPS} timer steps`);
         clock.advance(Math.max(0, next - clock.now()));
         await flush();
       }
@@ -69,9 +79,9 @@ export function steppedClock(start?: number): SteppedClock {
     async runUntil(done, limitMs = 10 * 24 * 3600 * 1000) {
       const limit = clock.now() + limitMs;
       await flush();
-      while (!done()) {
+      for (let steps = 0; !done(); steps++) {
         const next = nextDue();
-        if (next === undefined || next > limit) return false;
+        if (next === undefined || next > limit || steps >= MAX_STEPS) return false;
         clock.advance(Math.max(0, next - clock.now()));
         await flush();
       }
@@ -86,9 +96,14 @@ export function steppedClock(start?: number): SteppedClock {
 
 /** One recorded event: its name, payload and the clock time it was seen at. */
 export type RecordedEvent = {
-  [K in keyof EngineEvents]: { readonly name: K; readonly at: number; readonly data: EngineEvents[K][0] };
+  [K in keyof EngineEvents]: {
+    readonly name: K;
+    readonly at: number;
+    readonly data: EngineEvents[K][0];
+  };
 }[keyof EngineEvents];
 
+/** The events of the runner (issue 3); the recorder listens to these. */
 const EVENT_NAMES: readonly (keyof EngineEvents)[] = [
   'task.created',
   'task.statusChanged',
@@ -100,7 +115,6 @@ const EVENT_NAMES: readonly (keyof EngineEvents)[] = [
   'subtask.succeeded',
   'subtask.failed',
   'subtask.lateResult',
-  'subtask.statusChanged',
 ];
 
 /** Records every event `engine` emits, in order, with `clock.now()`. */
@@ -118,11 +132,10 @@ export function recordEvents(engine: Engine, clock: Clock): RecordedEvent[] {
 export function eventsNamed<K extends keyof EngineEvents>(
   events: readonly RecordedEvent[],
   name: K,
-): { readonly at: number; readonly data: EngineEvents[K][0] }[] {
-  return events.filter((event) => event.name === name) as unknown as {
-    readonly at: number;
-    readonly data: EngineEvents[K][0];
-  }[];
+): Extract<RecordedEvent, { readonly name: K }>[] {
+  return events.filter(
+    (event): event is Extract<RecordedEvent, { readonly name: K }> => event.name === name,
+  );
 }
 
 /** A {@link Logger} that keeps every call. */
@@ -141,4 +154,20 @@ export function memoryLogger(): Logger & {
     warn: (message, details) =>
       lines.push({ level: 'warn', message, ...(details ? { details } : {}) }),
   };
+}
+
+/**
+ * A {@link Store} that answers with `overrides` where given and forwards every other call to
+ * `inner` (a Proxy, so it keeps up with methods added to the interface).
+ */
+export function overrideStore(inner: Store, overrides: Partial<Store>): Store {
+  return new Proxy(inner, {
+    get(target, key) {
+      if (Object.hasOwn(overrides, key)) return overrides[key as keyof Store];
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function'
+        ? (value as (...a: unknown[]) => unknown).bind(target)
+        : value;
+    },
+  });
 }
