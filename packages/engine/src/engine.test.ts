@@ -1183,48 +1183,43 @@ describe('events', () => {
     expect(b).not.toBe(a);
   });
 
-  // KNOWN BUG (async stores only): the engine emits `subtask.succeeded` and the `subtask.ready`
-  // it caused when the store *answers* the completion, so a claim answered earlier makes the
-  // downstream's `subtask.started` come first. The store's own order is right. When this is
-  // fixed, `it.fails` fails: make it `it`.
-  it.fails(
-    "emits a downstream's started after its upstream's succeeded, even when the store answers late",
-    async () => {
-      const clock = steppedClock();
-      // Applies every write at once, but answers the completion of subtask 1 (a) 10 s late.
-      const inner = new MemoryStore();
-      const store = overrideStore(inner, {
-        completeAttempt(...args: Parameters<Store['completeAttempt']>) {
-          const result = inner.completeAttempt(...args);
-          return args[0].subtaskId === 1 ? clock.sleep(10_000).then(() => result) : result;
-        },
-      });
-      const handlers = new HandlerRegistry().register(STEP, {
-        execute: (ctx) => clock.sleep(ctx.nodeKey === 'a' ? 1 : 2),
-      });
-      const engine = new Engine({ store, handlers, clock, executor: 'e', logger: memoryLogger() });
-      const events = recordEvents(engine, clock);
-      const { id, subtasks } = await engine.submit(template(['a', 'c', 'b'], ['a>b']), undefined, {
-        creator: 'admin',
-      });
-      expect(subtasks.map((s) => [s.id, s.name])).toContainEqual([1, 'a']);
-      expect(await clock.runUntil(() => events.some((e) => e.name === 'task.finished'))).toBe(true);
-      expect((await engine.getTask(id)).status).toBe('SUCCESSFUL');
-      const b = subtasks.find((s) => s.name === 'b')?.id;
-      const order = events
-        .filter((e) => 'subtaskId' in e.data && (e.data.subtaskId === 1 || e.data.subtaskId === b))
-        .filter((e) => e.name !== 'subtask.log')
-        .map((e) => `${e.name} ${'subtaskId' in e.data && e.data.subtaskId === 1 ? 'a' : 'b'}`);
-      expect(order).toEqual([
-        'subtask.ready a',
-        'subtask.started a',
-        'subtask.succeeded a',
-        'subtask.ready b',
-        'subtask.started b',
-        'subtask.succeeded b',
-      ]);
-    },
-  );
+  it("emits a downstream's started after its upstream's succeeded, even when the store answers late", async () => {
+    const clock = steppedClock();
+    // Applies every write at once, but answers the completion of `a` 10 s late.
+    let slow = -1;
+    const inner = new MemoryStore();
+    const store = overrideStore(inner, {
+      completeAttempt(...args: Parameters<Store['completeAttempt']>) {
+        const result = inner.completeAttempt(...args);
+        return args[0].subtaskId === slow ? clock.sleep(10_000).then(() => result) : result;
+      },
+    });
+    const handlers = new HandlerRegistry().register(STEP, {
+      execute: (ctx) => clock.sleep(ctx.nodeKey === 'a' ? 1 : 2),
+    });
+    const engine = new Engine({ store, handlers, clock, executor: 'e', logger: memoryLogger() });
+    const events = recordEvents(engine, clock);
+    const { id, subtasks } = await engine.submit(template(['a', 'c', 'b'], ['a>b']), undefined, {
+      creator: 'admin',
+    });
+    const a = subtasks.find((s) => s.name === 'a')?.id as number;
+    const b = subtasks.find((s) => s.name === 'b')?.id as number;
+    slow = a;
+    expect(await clock.runUntil(() => events.some((e) => e.name === 'task.finished'))).toBe(true);
+    expect((await engine.getTask(id)).status).toBe('SUCCESSFUL');
+    const order = events
+      .filter((e) => 'subtaskId' in e.data && (e.data.subtaskId === a || e.data.subtaskId === b))
+      .filter((e) => e.name !== 'subtask.log')
+      .map((e) => `${e.name} ${'subtaskId' in e.data && e.data.subtaskId === a ? 'a' : 'b'}`);
+    expect(order).toEqual([
+      'subtask.ready a',
+      'subtask.started a',
+      'subtask.succeeded a',
+      'subtask.ready b',
+      'subtask.started b',
+      'subtask.succeeded b',
+    ]);
+  });
 
   it('logs a throwing or rejecting listener, runs the other listeners, and goes on', async () => {
     const calls: string[] = [];
@@ -1243,11 +1238,13 @@ describe('events', () => {
       line.details?.['event'],
       (line.details?.['error'] as { message?: string } | undefined)?.message,
     ]);
-    expect(reported).toEqual([
-      ['error', 'subtask.started', 'listener broke'],
-      ['error', 'subtask.started', 'listener broke'],
-      ['error', 'subtask.succeeded', 'async listener broke'],
-      ['error', 'subtask.succeeded', 'async listener broke'],
+    // Which listener error comes first across subtasks is the schedule's business; each one is
+    // logged exactly once per event.
+    expect(reported.map((line) => line.join(' ')).sort()).toEqual([
+      'error subtask.started listener broke',
+      'error subtask.started listener broke',
+      'error subtask.succeeded async listener broke',
+      'error subtask.succeeded async listener broke',
     ]);
   });
 
@@ -1294,7 +1291,7 @@ describe('logs', () => {
 });
 
 describe('state lives in the store', () => {
-  it('lets a second engine on the same store read the task and finish its work', async () => {
+  it('lets a second engine on the same store pick the task up by itself and finish it', async () => {
     const store = new MemoryStore();
     const first = setup({ [STEP]: async () => first.clock.sleep(10_000) }, { store });
     const { id } = await first.engine.submit(template(['a', 'b'], ['a>b']), undefined, {
@@ -1306,13 +1303,8 @@ describe('state lives in the store', () => {
     await closing;
     expect(statuses(await store.listSubtasks(id))).toEqual({ a: 'SUCCESSFUL', b: 'READY' });
 
+    // A new engine on the store picks up the READY work by itself: nothing is submitted to it.
     const second = setup({ [STEP]: (ctx) => ctx.log('second') }, { store, executor: 'engine-2' });
-    expect((await second.engine.getTask(id)).subtasks.map((s) => s.status)).toEqual([
-      'SUCCESSFUL',
-      'READY',
-    ]);
-    // Submitting any task makes the engine look for work; it picks up the first task's too.
-    await second.engine.submit(template(['x']), undefined, { creator: 'admin' });
     expect(await second.clock.runUntil(() => second.isFinished(id))).toBe(true);
     const done = await second.engine.getTask(id);
     expect(done.status).toBe('SUCCESSFUL');
