@@ -1,0 +1,473 @@
+import PQueue from 'p-queue';
+import { EMPTY_DELTA, mergeUpstreamOutputs, type ContextDelta } from '../context.js';
+import type { ResolvedEngineOptions } from '../engine-options.js';
+import { toErrorInfo, type ErrorInfo } from '../error-info.js';
+import { DagopsError, ErrorCode } from '../errors.js';
+import type { EngineEvents, SubtaskRef } from '../events.js';
+import type { Handler } from '../handler.js';
+import { canRetry, resolveRetryPolicy, retryDelayMs } from '../retry-policy.js';
+import { Operation } from '../status.js';
+import type { AttemptFence, Claim, LogEntry, StatusChange, TransitionResult } from '../store.js';
+import type { Template, TemplateNode } from '../template.js';
+import { Attempt, type AttemptHost, type AttemptOutcome } from './attempt.js';
+
+/** What the dispatcher needs from the engine that owns it. */
+export interface DispatcherHost {
+  /** Emits an engine event (listeners cannot throw into the caller). */
+  emit<K extends keyof EngineEvents>(event: K, ...args: EngineEvents[K]): void;
+  /** Number of listeners of an event: payloads are built only when someone listens. */
+  listenerCount(event: keyof EngineEvents): number;
+  /** The store made these changes: turn them into events and follow-ups. */
+  applied(changes: readonly StatusChange[]): void;
+}
+
+/**
+ * Runs the work of one engine: claims READY subtasks from the store into lanes, runs each
+ * attempt (or rollback) with its timeout, records the outcome through the store with the
+ * attempt's fence, applies the retry policy, and wakes up for retries that fall due.
+ */
+export class Dispatcher {
+  private readonly queue: PQueue;
+  private readonly nodeIndex = new WeakMap<Template, Map<string, TemplateNode>>();
+  /** Attempts executing on this engine now. */
+  private inFlight = 0;
+  /** Lanes alive: p-queue jobs that each run claimed subtasks one after another. */
+  private lanes = 0;
+  private claiming = false;
+  private claimAgain = false;
+  private closed = false;
+  private wakeAt: number | undefined;
+  private wakeTimer: unknown;
+  /** A retry fell due while every slot was busy: the next attempt to end looks for retries. */
+  private retryWaitsForSlot = false;
+  private readonly attemptHost: AttemptHost;
+  /**
+   * Writes an asynchronous store has not answered yet, by subtask id. What they make claimable
+   * (a retry, a downstream) may be claimed by another lane before their events are emitted;
+   * such a claim waits for them, so that every subtask's events stay in order.
+   */
+  private readonly unanswered = new Map<number, Promise<unknown>>();
+  /** Attempts running in this process, by subtask id: what a cancel reaches. */
+  private readonly live = new Map<number, Attempt>();
+
+  constructor(
+    private readonly options: ResolvedEngineOptions,
+    private readonly host: DispatcherHost,
+  ) {
+    this.queue = new PQueue({ concurrency: options.concurrency });
+    this.attemptHost = {
+      clock: options.clock,
+      attemptSettledLate: (attempt, outcome) => this.reportLate(attempt, outcome),
+      attemptLogged: (attempt, message) => {
+        const write = () => this.writeLog(attempt, message);
+        if (attempt.logWrites) attempt.logWrites = attempt.logWrites.then(write);
+        else {
+          const pending = write();
+          if (pending instanceof Promise) attempt.logWrites = pending;
+        }
+      },
+    };
+  }
+
+  private get executor(): string {
+    return this.options.executor;
+  }
+
+  /** Attempts executing on this engine now. */
+  get running(): number {
+    return this.inFlight;
+  }
+
+  /** Cancels the attempt of `subtaskId` if it runs in this process. */
+  cancelLocal(subtaskId: number): void {
+    this.live.get(subtaskId)?.cancel();
+  }
+
+  /** Stops claiming and resolves once every running attempt has ended. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.wakeTimer !== undefined) this.options.clock.clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    await this.queue.onIdle();
+  }
+
+  /**
+   * Starts a lane for every free slot that READY work can fill. A lane is one p-queue job (the
+   * queue's concurrency is the engine's limit) that runs claimed subtasks one after another
+   * until none is left: p-queue bounds what runs, and its cost (~3 µs an item, PERF-NOTES) is
+   * paid per lane, not per subtask.
+   */
+  pump(): void {
+    if (this.closed) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    const free = this.options.concurrency - this.lanes;
+    if (free <= 0) return;
+    const { store, clock } = this.options;
+    let claimed: Claim[] | Promise<Claim[]>;
+    try {
+      claimed = store.claimReady({ executor: this.executor, limit: free, now: clock.now() });
+    } catch (error) {
+      this.claimFailed(error);
+      return;
+    }
+    if (!(claimed instanceof Promise)) {
+      this.startLanes(claimed, free);
+      return;
+    }
+    this.claiming = true;
+    claimed.then(
+      (claims) => {
+        this.claiming = false;
+        this.startLanes(claims, free);
+      },
+      (error: unknown) => {
+        this.claiming = false;
+        this.claimFailed(error);
+      },
+    );
+  }
+
+  private startLanes(claims: readonly Claim[], free: number): void {
+    for (const claim of claims) {
+      this.lanes++;
+      void this.queue.add(() => this.lane(claim));
+    }
+    const again = this.claimAgain;
+    this.claimAgain = false;
+    if (again || (claims.length === free && claims.length > 0)) this.pump();
+  }
+
+  /** Runs `first`, then whatever this lane can claim next, one at a time. */
+  private async lane(first: Claim): Promise<void> {
+    let claim: Claim | undefined = first;
+    try {
+      while (claim) {
+        this.inFlight++;
+        await this.runAttempt(claim);
+        this.inFlight--;
+        if (this.retryWaitsForSlot) {
+          this.retryWaitsForSlot = false;
+          this.lookForRetries();
+        }
+        const next = this.claimNext();
+        claim = next instanceof Promise ? await next : next;
+        // Work this lane does not take (a completion may unblock many) goes to other lanes.
+        if (this.lanes < this.options.concurrency) this.pump();
+      }
+    } finally {
+      this.lanes--;
+    }
+  }
+
+  private claimNext(): Claim | undefined | Promise<Claim | undefined> {
+    if (this.closed) return undefined;
+    const { store, clock } = this.options;
+    try {
+      const claimed = store.claimReady({ executor: this.executor, limit: 1, now: clock.now() });
+      if (!(claimed instanceof Promise)) return claimed[0];
+      return claimed.then(
+        (claims) => claims[0],
+        (error: unknown) => {
+          this.claimFailed(error);
+          return undefined;
+        },
+      );
+    } catch (error) {
+      this.claimFailed(error);
+      return undefined;
+    }
+  }
+
+  private claimFailed(error: unknown): void {
+    const { logger, clock } = this.options;
+    logger.error('claiming work failed; retrying in 1 s', { error: toErrorInfo(error) });
+    this.wakeUpAt(clock.now() + 1000);
+  }
+
+  private async runAttempt(claim: Claim): Promise<void> {
+    const { task, subtask } = claim;
+    try {
+      if (this.unanswered.size > 0) await this.afterWritesOf(subtask);
+      if (this.host.listenerCount('subtask.started') > 0) {
+        this.host.emit('subtask.started', {
+          taskId: task.id,
+          subtaskId: subtask.id,
+          runTime: subtask.runTime,
+          attempt: claim.attempt,
+          executor: this.executor,
+        });
+      }
+      const handler = this.options.handlers.get(subtask.className);
+      if (subtask.operation === Operation.ROLLBACK) {
+        await this.runRollback(claim, handler);
+        return;
+      }
+      let input = claim.input;
+      if (input === undefined) {
+        const merged = mergeUpstreamOutputs(task.context, claim.upstreamOutputs);
+        if (!merged.ok) {
+          const { key, values } = merged.conflict;
+          const shown = values.map((value) => JSON.stringify(value)).join(' vs ');
+          const error = new DagopsError(
+            ErrorCode.TASK_CONTEXT_ERROR,
+            `upstream outputs disagree on ${JSON.stringify(key)}: ${shown}`,
+            { target: key, nonRetryable: true },
+          );
+          await this.persistFailure(claim, undefined, toErrorInfo(error), handler, undefined);
+          return;
+        }
+        input = merged.delta;
+      }
+      if (!handler) {
+        const error = new DagopsError(
+          ErrorCode.HANDLER_NOT_FOUND,
+          `no handler for ${subtask.className}`,
+          { target: subtask.className, nonRetryable: true },
+        );
+        await this.persistFailure(claim, input, toErrorInfo(error), handler, undefined);
+        return;
+      }
+      const attempt = new Attempt(this.attemptHost, claim, input, handler);
+      this.live.set(subtask.id, attempt);
+      const outcome = await attempt.run();
+      this.live.delete(subtask.id);
+      if (outcome.ok) {
+        // Inline and without needless awaits: this is the path every subtask takes.
+        if (attempt.logWrites) await attempt.logWrites;
+        const fence = this.fenceOf(claim);
+        const pending = this.options.store.completeAttempt(fence, {
+          input,
+          output: attempt.output(),
+          now: this.options.clock.now(),
+        });
+        this.succeeded(
+          fence,
+          pending instanceof Promise ? await this.writing(fence, pending) : pending,
+        );
+      } else {
+        if (attempt.cancelHook) await attempt.cancelHook;
+        await this.persistFailure(claim, input, outcome.error, handler, attempt);
+      }
+    } catch (thrown) {
+      this.options.logger.error('attempt bookkeeping failed', {
+        taskId: task.id,
+        subtaskId: subtask.id,
+        error: toErrorInfo(thrown),
+      });
+    }
+  }
+
+  private succeeded(ref: SubtaskRef, result: TransitionResult): void {
+    if (!result.accepted) {
+      this.reportLate(ref, { ok: true });
+      return;
+    }
+    if (this.host.listenerCount('subtask.succeeded') > 0) {
+      const { taskId, subtaskId, runTime } = ref;
+      this.host.emit('subtask.succeeded', { taskId, subtaskId, runTime });
+    }
+    this.host.applied(result.changes);
+  }
+
+  private async persistFailure(
+    claim: Claim,
+    input: ContextDelta | undefined,
+    error: ErrorInfo,
+    handler: Handler | undefined,
+    attempt: Attempt | undefined,
+  ): Promise<void> {
+    const { task, subtask } = claim;
+    const { clock, store } = this.options;
+    // Names the attempt from here on: the store moves the claimed record on (a retry bumps its
+    // runTime), so `subtask.runTime` must not be read after the write.
+    const fence = this.fenceOf(claim);
+    const node = this.nodeOf(task.template, subtask.nodeKey);
+    const policy = resolveRetryPolicy(node?.retry, handler?.retry);
+    const canceled = error.code === ErrorCode.ATTEMPT_CANCELED;
+    const retry = !canceled && canRetry(policy, claim.attempt, error);
+    const delay = retry ? retryDelayMs(policy, claim.attempt) : 0;
+    const code = error.code === undefined ? '' : ` [${error.code}]`;
+    const line = `attempt ${claim.attempt} failed${code}: ${error.message}${retry ? `; retry in ${delay} ms` : ''}`;
+    if (attempt) {
+      attempt.log(line);
+      await attempt.logWrites;
+    } else {
+      await this.writeLog(fence, line);
+    }
+    const now = clock.now();
+    const pending = store.failAttempt(fence, {
+      input,
+      error,
+      ...(retry ? { retryAt: now + delay } : {}),
+      now,
+    });
+    const result = pending instanceof Promise ? await this.writing(fence, pending) : pending;
+    const ref = { taskId: task.id, subtaskId: subtask.id, runTime: fence.runTime };
+    if (!result.accepted) {
+      this.reportLate(ref, { ok: false, error });
+    } else if (retry) {
+      this.host.emit('subtask.attemptFailed', {
+        ...ref,
+        attempt: claim.attempt,
+        error,
+        retryDelayMs: delay,
+      });
+      this.wakeUpAt(now + delay);
+    } else if (canceled) {
+      this.host.emit('subtask.canceled', ref);
+    } else {
+      this.host.emit('subtask.failed', { ...ref, error });
+    }
+    this.host.applied(result.changes);
+  }
+
+  /**
+   * Runs a subtask's rollback: its handler's `rollback` on what the subtask produced (a handler
+   * without one has nothing to undo). Success returns the subtask to PENDING; a failure leaves
+   * it FAILED (operation ROLLBACK) and is not retried: roll back again, or skip it.
+   */
+  private async runRollback(claim: Claim, handler: Handler | undefined): Promise<void> {
+    const fence = this.fenceOf(claim);
+    const ref = { taskId: fence.taskId, subtaskId: fence.subtaskId, runTime: fence.runTime };
+    const { store, clock } = this.options;
+    this.host.emit('subtask.rollbackStarted', ref);
+    const input = claim.output ?? claim.input ?? EMPTY_DELTA;
+    let outcome: AttemptOutcome = { ok: true };
+    let attempt: Attempt | undefined;
+    if (handler?.rollback) {
+      attempt = new Attempt(this.attemptHost, claim, input, handler);
+      this.live.set(fence.subtaskId, attempt);
+      outcome = await attempt.run('rollback');
+      this.live.delete(fence.subtaskId);
+      if (attempt.cancelHook) await attempt.cancelHook;
+      if (attempt.logWrites) await attempt.logWrites;
+    }
+    const now = clock.now();
+    let result: TransitionResult;
+    if (outcome.ok) {
+      result = await store.completeAttempt(fence, { input, output: input, now });
+      if (result.accepted) this.host.emit('subtask.rollbackSucceeded', ref);
+    } else {
+      const { error } = outcome;
+      const line = `rollback failed${error.code === undefined ? '' : ` [${error.code}]`}: ${error.message}`;
+      if (attempt) {
+        attempt.log(line);
+        await attempt.logWrites;
+      } else {
+        await this.writeLog(ref, line);
+      }
+      result = await store.failAttempt(fence, { input: undefined, error, now });
+      if (result.accepted) this.host.emit('subtask.rollbackFailed', { ...ref, error });
+    }
+    if (!result.accepted) this.reportLate(ref, outcome);
+    this.host.applied(result.changes);
+  }
+
+  /** Awaits a store write, registered in {@link unanswered} until the caller emitted its events. */
+  private async writing<T>(fence: AttemptFence, pending: Promise<T>): Promise<T> {
+    const settled = pending.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.unanswered.set(fence.subtaskId, settled);
+    try {
+      return await pending;
+    } finally {
+      // The caller emits right after this resumes; claims waiting on `settled` resume later.
+      if (this.unanswered.get(fence.subtaskId) === settled) this.unanswered.delete(fence.subtaskId);
+    }
+  }
+
+  /** Waits for unanswered writes about a claimed subtask or its upstreams (async stores only). */
+  private async afterWritesOf(subtask: Claim['subtask']): Promise<void> {
+    const waits: Promise<unknown>[] = [];
+    const own = this.unanswered.get(subtask.id);
+    if (own) waits.push(own);
+    for (const id of subtask.upstreams) {
+      const upstream = this.unanswered.get(id);
+      if (upstream) waits.push(upstream);
+    }
+    if (waits.length > 0) {
+      await Promise.all(waits);
+      // Let the writers' continuations (which emit) run first.
+      await Promise.resolve();
+    }
+  }
+
+  private fenceOf({ task, subtask }: Claim): AttemptFence {
+    return {
+      taskId: task.id,
+      subtaskId: subtask.id,
+      runTime: subtask.runTime,
+      executor: this.executor,
+    };
+  }
+
+  private writeLog(
+    { taskId, subtaskId, runTime }: SubtaskRef,
+    message: string,
+  ): Promise<void> | void {
+    const entry: LogEntry = {
+      taskId,
+      subtaskId,
+      runTime,
+      time: this.options.clock.now(),
+      message,
+    };
+    this.host.emit('subtask.log', entry);
+    return this.options.store.appendLogs([entry]);
+  }
+
+  private reportLate({ taskId, subtaskId, runTime }: SubtaskRef, late: AttemptOutcome): void {
+    this.host.emit('subtask.lateResult', {
+      taskId,
+      subtaskId,
+      runTime,
+      outcome: late.ok ? 'succeeded' : 'failed',
+      ...(late.ok ? {} : { error: late.error }),
+    });
+  }
+
+  private nodeOf(template: Template, key: string): TemplateNode | undefined {
+    let index = this.nodeIndex.get(template);
+    if (!index) {
+      index = new Map(template.nodes.map((node) => [node.key, node]));
+      this.nodeIndex.set(template, index);
+    }
+    return index.get(key);
+  }
+
+  /** Makes sure the engine looks for work again at `at` (a retry falling due). */
+  private wakeUpAt(at: number): void {
+    if (this.closed || (this.wakeAt !== undefined && this.wakeAt <= at)) return;
+    const { clock } = this.options;
+    if (this.wakeTimer !== undefined) clock.clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = clock.setTimeout(
+      () => {
+        this.wakeAt = undefined;
+        this.wakeTimer = undefined;
+        this.lookForRetries();
+      },
+      Math.max(0, at - clock.now()),
+    );
+  }
+
+  /** Claims what is due, then makes sure the engine wakes up for the next retry. */
+  lookForRetries(): void {
+    this.pump();
+    void this.options.store.nextRetryAt().then((next) => {
+      if (next === undefined) return;
+      // A retry already due waits for a free slot; re-arming for it now would spin on
+      // zero-delay timers until then, so the attempt that frees a slot looks again.
+      if (next <= this.options.clock.now() && this.inFlight >= this.options.concurrency) {
+        this.retryWaitsForSlot = true;
+        return;
+      }
+      this.wakeUpAt(next);
+    });
+  }
+}
