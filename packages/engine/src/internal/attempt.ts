@@ -47,6 +47,8 @@ export class Attempt implements HandlerContext {
   readonly taskId: number;
   readonly subtaskId: number;
   readonly runTime: number;
+  /** The engine that claimed it: with the three ids above, the attempt is its own fence. */
+  readonly executor: string;
   readonly nodeKey: string;
   readonly parallelIdx: number;
   /** Pending log writes, chained so that lines are stored in order. */
@@ -70,6 +72,7 @@ export class Attempt implements HandlerContext {
     this.taskId = subtask.taskId;
     this.subtaskId = subtask.id;
     this.runTime = subtask.runTime;
+    this.executor = subtask.executor ?? '';
     this.nodeKey = subtask.nodeKey;
     this.parallelIdx = subtask.parallelIdx;
   }

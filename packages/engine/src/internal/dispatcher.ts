@@ -11,6 +11,9 @@ import type { AttemptFence, Claim, LogEntry, StatusChange, TransitionResult } fr
 import type { Template, TemplateNode } from '../template.js';
 import { Attempt, type AttemptHost, type AttemptOutcome } from './attempt.js';
 
+/** Most busy time, in ms, between two chances for timers and I/O to run (see yieldToEventLoop). */
+const YIELD_EVERY_MS = 5;
+
 /** What the dispatcher needs from the engine that owns it. */
 export interface DispatcherHost {
   /** Emits an engine event (listeners cannot throw into the caller). */
@@ -47,6 +50,9 @@ export class Dispatcher {
    * such a claim waits for them, so that every subtask's events stay in order.
    */
   private readonly unanswered = new Map<number, Promise<unknown>>();
+  /** When the lanes last let the event loop run (real time, `performance.now()`). */
+  private lastYield = performance.now();
+  private yielding: Promise<void> | undefined;
   /** Attempts running in this process, by subtask id: what a cancel reaches. */
   private readonly live = new Map<number, Attempt>();
 
@@ -152,6 +158,7 @@ export class Dispatcher {
           this.retryWaitsForSlot = false;
           this.lookForRetries();
         }
+        if (performance.now() - this.lastYield >= YIELD_EVERY_MS) await this.yieldToEventLoop();
         const next = this.claimNext();
         claim = next instanceof Promise ? await next : next;
         // Work this lane does not take (a completion may unblock many) goes to other lanes.
@@ -160,6 +167,23 @@ export class Dispatcher {
     } finally {
       this.lanes--;
     }
+  }
+
+  /**
+   * Lets timers and I/O run. Lanes whose handlers settle at once chain microtasks without end,
+   * which would starve the event loop (timeouts would fire late, an embedding server would not
+   * answer); every lane passes through one shared setImmediate at least every
+   * {@link YIELD_EVERY_MS} of busy time, so the microtask queue drains.
+   */
+  private yieldToEventLoop(): Promise<void> {
+    this.yielding ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.yielding = undefined;
+        this.lastYield = performance.now();
+        resolve();
+      }),
+    );
+    return this.yielding;
   }
 
   private claimNext(): Claim | undefined | Promise<Claim | undefined> {
@@ -237,7 +261,7 @@ export class Dispatcher {
       if (outcome.ok) {
         // Inline and without needless awaits: this is the path every subtask takes.
         if (attempt.logWrites) await attempt.logWrites;
-        const fence = this.fenceOf(claim);
+        const fence: AttemptFence = attempt;
         const pending = this.options.store.completeAttempt(fence, {
           input,
           output: attempt.output(),
