@@ -48,6 +48,11 @@ export class MemoryTask {
   private readonly rollback: Uint8Array;
   /** Subtasks whose rollback failed in the current rollback. */
   private failedRollbacks = 0;
+  /**
+   * The current rollback was canceled: start nothing new, FAILED once nothing runs. (A canceled
+   * execution says so in its operation, CANCEL; a canceled rollback keeps ROLLBACK.)
+   */
+  private rollbackCanceled = false;
   private readonly count: Record<SubtaskStatus, number> = {
     PENDING: 0,
     READY: 0,
@@ -101,7 +106,7 @@ export class MemoryTask {
     const { record, count } = this;
     if (record.status !== TaskStatus.RUNNING || this.failures() > 0 || count.CANCELING > 0)
       return 0;
-    if (record.operation === Operation.CANCEL) return 0;
+    if (record.operation === Operation.CANCEL || this.rollbackCanceled) return 0;
     return this.concurrency - count.RUNNING;
   }
 
@@ -292,7 +297,8 @@ export class MemoryTask {
         this.move(index, SubtaskStatus.CANCELING, operation, changes);
       }
     });
-    if (!this.rollingBack) record.operation = Operation.CANCEL;
+    if (this.rollingBack) this.rollbackCanceled = true;
+    else record.operation = Operation.CANCEL;
     this.audit.push({ taskId: record.id, operation: Operation.CANCEL, actor, now });
     this.settle(now, changes);
     return changes;
@@ -347,7 +353,12 @@ export class MemoryTask {
         }
       }
       this.waiting[index] = waiting;
-      if (waiting === 0) this.eligible.push(index);
+      if (waiting > 0) return;
+      // Already READY (a retry waiting for its backoff, a subtask whose turn came in an earlier
+      // rollback): claimable as it is. Its runTime names an execution that has not happened, and
+      // promoting it again would roll it back twice once an old queue entry had claimed it.
+      if (subtask.status === SubtaskStatus.READY) this.ready.push(index);
+      else this.eligible.push(index);
     });
     this.resume(Operation.ROLLBACK, now, changes);
     this.audit.push({ taskId: record.id, operation: Operation.ROLLBACK, actor, now });
@@ -441,8 +452,11 @@ export class MemoryTask {
     const { record, count } = this;
     if (record.status !== TaskStatus.RUNNING) return;
     const running = count.RUNNING + count.CANCELING;
-    if (this.failures() > 0 || record.operation === Operation.CANCEL) {
-      if (running === 0) this.moveTask(TaskStatus.FAILED, record.operation, now, changes);
+    if (this.failures() > 0 || record.operation === Operation.CANCEL || this.rollbackCanceled) {
+      if (running === 0) {
+        this.rollbackCanceled = false;
+        this.moveTask(TaskStatus.FAILED, record.operation, now, changes);
+      }
       return;
     }
     const done = this.rollingBack ? count.PENDING : count.SUCCESSFUL;

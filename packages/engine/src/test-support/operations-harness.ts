@@ -1,9 +1,10 @@
 /**
  * Helpers for the tests of operations on live tasks (retry, skip, cancel, rollback): a scripted
- * handler whose execute, rollback and cancel behave as each test plans, per subtask; a store that
- * records every status move it makes; an engine on a stepped manual clock with every event
- * recorded; byte-for-byte snapshots of a task; and the rules that say which operation is legal in
- * which state, written from SPEC §5 independently of the engine.
+ * handler whose execute, rollback and cancel behave as each test plans, per subtask; an engine
+ * on a stepped manual clock with every event recorded; byte-for-byte snapshots of a task; and
+ * the rules that say which operation is legal in which state, written from SPEC §5
+ * independently of the engine. Status moves are observed by mocking `transitions.js` in the
+ * test files (see `operations.test.ts`).
  */
 import { expect } from 'vitest';
 import { Engine } from '../engine.js';
@@ -13,13 +14,6 @@ import type { EngineEvents } from '../events.js';
 import { HandlerRegistry, type Handler, type HandlerContext } from '../handler.js';
 import { MemoryStore } from '../memory-store.js';
 import { Operation, SubtaskStatus, TaskStatus } from '../status.js';
-import type {
-  Claim,
-  ClaimRequest,
-  OperationRequest,
-  StatusChange,
-  TransitionResult,
-} from '../store.js';
 import type { SubtaskJson, TaskJson } from '../task.js';
 import type { Template, TemplateNode } from '../template.js';
 import { flush, memoryLogger, steppedClock, type SteppedClock } from './engine-harness.js';
@@ -159,70 +153,6 @@ export class Script {
   }
 }
 
-/** A subtask status move or a task status move, as `FROM>TO` (`task:FROM>TO` for a task). */
-export type MoveKey = string;
-
-/** A {@link MemoryStore} that records every status move it makes, as {@link MoveKey}s. */
-export class RecordingStore extends MemoryStore {
-  readonly moves = new Set<MoveKey>();
-
-  private note(changes: readonly StatusChange[]): void {
-    for (const change of changes) {
-      this.moves.add(`${change.kind === 'task' ? 'task:' : ''}${change.from}>${change.to}`);
-    }
-  }
-
-  private async noted(pending: Promise<StatusChange[]>): Promise<StatusChange[]> {
-    const changes = await pending;
-    this.note(changes);
-    return changes;
-  }
-
-  override claimReady(request: ClaimRequest): Claim[] {
-    const claims = super.claimReady(request);
-    if (claims.length > 0) this.moves.add(`${SubtaskStatus.READY}>${SubtaskStatus.RUNNING}`);
-    return claims;
-  }
-
-  override completeAttempt(
-    ...args: Parameters<MemoryStore['completeAttempt']>
-  ): TransitionResult {
-    const result = super.completeAttempt(...args);
-    this.note(result.changes);
-    return result;
-  }
-
-  override failAttempt(...args: Parameters<MemoryStore['failAttempt']>): TransitionResult {
-    const result = super.failAttempt(...args);
-    this.note(result.changes);
-    return result;
-  }
-
-  override retryTask(taskId: number, request: OperationRequest) {
-    return this.noted(super.retryTask(taskId, request));
-  }
-
-  override retrySubtask(taskId: number, subtaskId: number, request: OperationRequest) {
-    return this.noted(super.retrySubtask(taskId, subtaskId, request));
-  }
-
-  override skipSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
-    return this.noted(super.skipSubtask(taskId, subtaskId, request));
-  }
-
-  override cancelSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
-    return this.noted(super.cancelSubtask(taskId, subtaskId, request));
-  }
-
-  override cancelTask(taskId: number, request: OperationRequest) {
-    return this.noted(super.cancelTask(taskId, request));
-  }
-
-  override rollbackTask(taskId: number, request: OperationRequest) {
-    return this.noted(super.rollbackTask(taskId, request));
-  }
-}
-
 /** Every event of the engine (a new event fails to compile until it is listed here). */
 const ALL_EVENTS: Readonly<Record<keyof EngineEvents, true>> = {
   'task.created': true,
@@ -245,7 +175,11 @@ const ALL_EVENTS: Readonly<Record<keyof EngineEvents, true>> = {
 
 /** One recorded event. */
 export type Recorded = {
-  [K in keyof EngineEvents]: { readonly name: K; readonly at: number; readonly data: EngineEvents[K][0] };
+  [K in keyof EngineEvents]: {
+    readonly name: K;
+    readonly at: number;
+    readonly data: EngineEvents[K][0];
+  };
 }[keyof EngineEvents];
 
 /** Payloads of the recorded events named `name`. */
@@ -410,7 +344,7 @@ export function setup(options: SetupOptions = {}) {
     },
   });
   for (const [className, handler] of Object.entries(extra)) handlers.register(className, handler);
-  const store = new RecordingStore();
+  const store = new MemoryStore();
   const logger = memoryLogger();
   const engine = new Engine({
     executor: 'engine-1',
