@@ -24,7 +24,8 @@ const checkDisk: Handler = {
         reject(ctx.signal.reason as Error);
       });
     });
-    if (attempt === 1) throw Object.assign(new Error(`host ${host} did not answer`), { code: 'EAGAIN' });
+    if (attempt === 1)
+      throw Object.assign(new Error(`host ${host} did not answer`), { code: 'EAGAIN' });
     ctx.setList('checked_hosts', [host]);
   },
 };
@@ -39,7 +40,13 @@ const report: Handler = {
 const template: Template = {
   name: 'Check disks',
   nodes: [
-    { key: 'check', className: 'com.example.CheckDiskTask', name: 'Check disk', timeout: 5, splitKey: 'host_ids' },
+    {
+      key: 'check',
+      className: 'com.example.CheckDiskTask',
+      name: 'Check disk',
+      timeout: 5,
+      splitKey: 'host_ids',
+    },
     { key: 'report', className: 'com.example.ReportTask', name: 'Report', timeout: 5 },
   ],
   edges: [{ from: 'check', to: 'report' }],
@@ -62,7 +69,9 @@ const done = await engine.waitForTask(submitted.id);
 console.log(`task ${done.id} ${done.status}`);
 for (const subtask of done.subtasks) {
   const logs = await engine.getSubtaskLogs(done.id, subtask.id);
-  console.log(`  ${subtask.name} [${subtask.parallelIdx}] ${subtask.status} runTime=${subtask.runTime}`);
+  console.log(
+    `  ${subtask.name} [${subtask.parallelIdx}] ${subtask.status} runTime=${subtask.runTime}`,
+  );
   for (const line of logs) console.log(`    ${line.message}`);
 }
 await engine.close();

@@ -16,8 +16,8 @@ describe('examples/expand (the main job for now)', () => {
   });
 
   it('refuses a bad host count with a message naming the value', () => {
-    expect(() => execFileSync(process.execPath, [main, 'x'], { encoding: 'utf8', stdio: 'pipe' })).toThrow(
-      /hostCount must be a positive integer, got "x"/,
-    );
+    expect(() =>
+      execFileSync(process.execPath, [main, 'x'], { encoding: 'utf8', stdio: 'pipe' }),
+    ).toThrow(/hostCount must be a positive integer, got "x"/);
   });
 });
