@@ -29,6 +29,8 @@ export const ErrorCode = {
   ATTEMPT_LEASE_LOST: 20022,
   /** Engine options are malformed. */
   OPTIONS_INVALID: 20030,
+  /** A host agent could not carry out an action (spawn, signal, an injected fault). */
+  AGENT_OPERATION_FAILED: 20040,
 } as const;
 /** One of the {@link ErrorCode} values. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
