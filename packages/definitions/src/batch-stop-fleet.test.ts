@@ -76,7 +76,10 @@ async function expectEveryFailureVisible(
   const records = new Map((await engine.store.listSubtasks(task.id)).map((s) => [s.id, s]));
   for (const subtask of failed) {
     const error = records.get(subtask.id)?.error;
-    expect(error).toMatchObject({ name: 'SimulatedFaultError', code: ErrorCode.AGENT_OPERATION_FAILED });
+    expect(error).toMatchObject({
+      name: 'SimulatedFaultError',
+      code: ErrorCode.AGENT_OPERATION_FAILED,
+    });
     expect(error?.message).toContain(`host ${hostIds[subtask.parallelIdx]}`);
   }
   return failed.map((s) => s.name);
