@@ -115,6 +115,8 @@ for (const impl of impls) for (let i = 0; i < 3; i++) await run(impl, warmCase, 
 
 // Each implementation runs `repeats` times, interleaved (A B C A B C …), and reports its median
 // run: one slow run (a major GC, the machine's other load) does not decide the process's ratio.
+// No forced full GC between runs: it makes V8 shrink the young generation, which then costs
+// the most allocating implementation a burst of scavenges that a running service never sees.
 // A process that runs dagops alone measures its peak RSS: one cold run, nothing else. A
 // comparing process first runs every implementation once at full size (unmeasured), so that
 // heap growth and JIT tiers are behind all of them, then measures steady-state runs.
@@ -126,7 +128,6 @@ const dag = impls.includes('pgraph') || impls.includes('kahn') ? plainDag(benchC
 if (!rssOnly) for (const impl of impls) await run(impl, benchCase, dag);
 for (let r = 0; r < repeats; r++) {
   for (const impl of impls) {
-    (globalThis as { gc?: () => void }).gc?.();
     runs.get(impl)?.push(await run(impl, benchCase, dag));
   }
 }

@@ -22,14 +22,10 @@ type Timing = { ms: number; firstStartMs?: number; subtasks: number };
 type WorkerResult = { results: Record<string, Timing>; maxRssMb: number };
 
 function spawnJson<T>(script: string, args: string[]): T {
-  const out = execFileSync(
-    process.execPath,
-    ['--expose-gc', '--import', 'tsx', here(script), ...args],
-    {
-      encoding: 'utf8',
-      maxBuffer: 1 << 24,
-    },
-  );
+  const out = execFileSync(process.execPath, ['--import', 'tsx', here(script), ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   return JSON.parse(out.trim().split('\n').pop() as string) as T;
 }
 
