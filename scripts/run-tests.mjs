@@ -4,21 +4,29 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 const dir = mkdtempSync(join(tmpdir(), 'dagops-tests-'));
 const report = join(dir, 'results.json');
+// vitest's own CLI, run by this node: works with or without node_modules/.bin on the PATH.
+const vitest = join(
+  dirname(createRequire(import.meta.url).resolve('vitest/package.json')),
+  'vitest.mjs',
+);
 const run = spawnSync(
-  'vitest',
+  process.execPath,
   [
+    vitest,
     'run',
     '--reporter=default',
     '--reporter=json',
     `--outputFile.json=${report}`,
     ...process.argv.slice(2),
   ],
-  { stdio: 'inherit', shell: process.platform === 'win32' },
+  { stdio: 'inherit' },
 );
+if (run.error) console.error(`could not start vitest: ${run.error.message}`);
 let summary = 'tests: no result file was written';
 try {
   const results = JSON.parse(readFileSync(report, 'utf8'));
