@@ -42,6 +42,7 @@ export class Engine extends SafeEmitter<EngineEvents> {
   private readonly dispatcher: Dispatcher;
   private readonly waiters = new Map<number, (() => void)[]>();
   private closed = false;
+  private readonly unsubscribe: (() => void) | undefined;
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -55,6 +56,11 @@ export class Engine extends SafeEmitter<EngineEvents> {
     // Work already in the store (a restart, another engine's task) is picked up at once, and
     // retries it has scheduled wake this engine when due.
     queueMicrotask(() => this.dispatcher.lookForRetries());
+    // A store shared with other engines tells of their work and of tasks they finished.
+    this.unsubscribe = this.options.store.subscribe?.((notice) => {
+      if (notice.kind === 'taskFinished') void this.finishedElsewhere(notice.taskId);
+      else this.dispatcher.noticed(notice);
+    });
   }
 
   /** The store this engine works on. */
@@ -240,7 +246,32 @@ export class Engine extends SafeEmitter<EngineEvents> {
    */
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe?.();
     await this.dispatcher.close();
+  }
+
+  /**
+   * Another engine finished a task: resolve its waiters here, once the store confirms (the
+   * notice may be older than an operation that has since resumed the task).
+   */
+  private async finishedElsewhere(taskId: number): Promise<void> {
+    if (!this.waiters.has(taskId)) return;
+    try {
+      const task = await this.options.store.getTask(taskId);
+      if (task && task.status !== TaskStatus.RUNNING) this.resolveWaiters(taskId);
+    } catch (error) {
+      this.options.logger.warn('reading a task finished elsewhere failed', {
+        taskId,
+        error: toErrorInfo(error),
+      });
+    }
+  }
+
+  /** Resolves the {@link waitForTask} calls waiting for `taskId` to finish. */
+  private resolveWaiters(taskId: number): void {
+    const waiting = this.waiters.get(taskId);
+    this.waiters.delete(taskId);
+    for (const resolve of waiting ?? []) resolve();
   }
 
   private emitChanges(changes: readonly StatusChange[]): void {
@@ -250,9 +281,7 @@ export class Engine extends SafeEmitter<EngineEvents> {
         this.emit('task.statusChanged', { taskId, from, to, operation });
         if (to !== TaskStatus.RUNNING) {
           this.emit('task.finished', { taskId, status: to, operation });
-          const waiting = this.waiters.get(taskId);
-          this.waiters.delete(taskId);
-          for (const resolve of waiting ?? []) resolve();
+          this.resolveWaiters(taskId);
           if (to === TaskStatus.FAILED && operation !== Operation.ROLLBACK) {
             void this.rollBackIfAsked(taskId, operation);
           }

@@ -66,6 +66,11 @@ export interface EngineEvents {
       readonly actor: string;
     },
   ];
+  /**
+   * This engine lost the lease of a running attempt (store with leases): its signal is aborted
+   * and its result will be discarded; the store counts it as a failed attempt.
+   */
+  'subtask.leaseLost': [SubtaskRef];
   /** A canceled attempt has ended; the subtask is FAILED. */
   'subtask.canceled': [SubtaskRef];
   /** A subtask was skipped (SKIP), or its failed rollback was (ROLLBACK_SKIP). */

@@ -57,6 +57,11 @@ export type {
   TransitionResult,
   LogEntry,
   SubtaskContexts,
+  AuditEntry,
+  OperationRequest,
+  MaybePromise,
+  HeartbeatResult,
+  StoreNotice,
 } from './store.js';
 export {
   SUBTASK_TRANSITIONS,

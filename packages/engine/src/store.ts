@@ -222,4 +222,49 @@ export interface Store {
   appendLogs(entries: readonly LogEntry[]): MaybePromise<void>;
   /** A subtask's log lines, oldest first. */
   readLogs(taskId: number, subtaskId: number): Promise<LogEntry[]>;
+
+  // Leases: a store shared by engines in several processes (the PostgreSQL store) leases each
+  // claim for `leaseMs`. The engine then keeps its attempts' leases alive with `heartbeat`, and
+  // fails the attempts of engines that died with `reapExpired`. A store without leases (the
+  // in-memory one) has none of these, and the engine does no per-attempt work for them.
+
+  /** How long a claim stays leased without a heartbeat, ms; present with `heartbeat`. */
+  readonly leaseMs?: number;
+  /**
+   * Extends the leases of these attempts. Reports those whose lease is lost (the attempt was
+   * taken over, moved on, or its lease expired): the engine aborts them and discards their
+   * result. Also reports those another engine canceled, for the engine to cancel them.
+   */
+  heartbeat?(fences: readonly AttemptFence[]): MaybePromise<HeartbeatResult>;
+  /**
+   * Takes over up to `limit` attempts whose lease expired, re-fenced to `executor` in the same
+   * step so that two reapers never both take one; the engine then fails each (an expired lease
+   * is a failed attempt, retried by policy). In the claims, `subtask.executor` names the engine
+   * that lost the lease.
+   */
+  reapExpired?(request: ClaimRequest): MaybePromise<Claim[]>;
+  /**
+   * Calls `listener` when something happened elsewhere (another engine, another process) that
+   * this engine should act on. Returns a function that stops the calls.
+   */
+  subscribe?(listener: (notice: StoreNotice) => void): () => void;
 }
+
+/** What {@link Store.heartbeat} found. */
+export interface HeartbeatResult {
+  /** Attempts whose lease is lost. */
+  readonly lost: readonly AttemptFence[];
+  /** Attempts still held whose subtask was canceled (CANCELING). */
+  readonly canceled: readonly AttemptFence[];
+}
+
+/** News from a store shared with other engines (see {@link Store.subscribe}). */
+export type StoreNotice =
+  /** READY work may be claimable. */
+  | { readonly kind: 'work' }
+  /** A retry was scheduled: when it falls due may have changed. */
+  | { readonly kind: 'retry' }
+  /** A running subtask was canceled: the engine running it should learn at once. */
+  | { readonly kind: 'canceled' }
+  /** A task reached SUCCESSFUL or FAILED. */
+  | { readonly kind: 'taskFinished'; readonly taskId: number };

@@ -13,6 +13,8 @@ export type AttemptOutcome =
       readonly error: ErrorInfo;
       readonly timedOut?: true;
       readonly canceled?: true;
+      /** The engine lost the attempt's lease: another may run it; nothing is written. */
+      readonly leaseLost?: true;
     };
 
 /** Which of the handler's functions an attempt runs. */
@@ -135,6 +137,22 @@ export class Attempt implements HandlerContext {
       ok: false,
       canceled: true,
       error: { name: 'CanceledError', message, code: ErrorCode.ATTEMPT_CANCELED },
+    });
+  }
+
+  /**
+   * Ends a running attempt whose lease the engine lost (another engine may run the subtask
+   * again): aborts the signal with a lease-lost reason. The handler's result is late.
+   */
+  loseLease(): void {
+    if (!this.resolve) return;
+    const message = 'the attempt lost its lease: another engine may run the subtask again';
+    this.abort(new DagopsError(ErrorCode.ATTEMPT_LEASE_LOST, message));
+    this.host.clock.clearTimeout(this.timer);
+    this.finish({
+      ok: false,
+      leaseLost: true,
+      error: { name: 'LeaseLostError', message, code: ErrorCode.ATTEMPT_LEASE_LOST },
     });
   }
 

@@ -6,10 +6,18 @@ import { DagopsError, ErrorCode } from '../errors.js';
 import type { EngineEvents, SubtaskRef } from '../events.js';
 import type { Handler } from '../handler.js';
 import { canRetry, resolveRetryPolicy, retryDelayMs } from '../retry-policy.js';
-import { Operation } from '../status.js';
-import type { AttemptFence, Claim, LogEntry, StatusChange, TransitionResult } from '../store.js';
+import { Operation, SubtaskStatus } from '../status.js';
+import type {
+  AttemptFence,
+  Claim,
+  LogEntry,
+  StatusChange,
+  StoreNotice,
+  TransitionResult,
+} from '../store.js';
 import type { Template, TemplateNode } from '../template.js';
 import { Attempt, type AttemptHost, type AttemptOutcome } from './attempt.js';
+import { LeaseKeeper, leases } from './lease-keeper.js';
 
 /** Most busy time, in ms, between two chances for timers and I/O to run (see yieldToEventLoop). */
 const YIELD_EVERY_MS = 5;
@@ -55,6 +63,8 @@ export class Dispatcher {
   private yielding: Promise<void> | undefined;
   /** Attempts running in this process, by subtask id: what a cancel reaches. */
   private readonly live = new Map<number, Attempt>();
+  /** Keeps this engine's leases alive, on a store that leases claims (none otherwise). */
+  private readonly leases: LeaseKeeper | undefined;
 
   constructor(
     private readonly options: ResolvedEngineOptions,
@@ -73,6 +83,22 @@ export class Dispatcher {
         }
       },
     };
+    const { store } = options;
+    if (leases(store)) {
+      this.leases = new LeaseKeeper(store, options, {
+        leaseLost: (fence) => this.leaseLost(fence),
+        canceled: (fence) => this.cancelLocal(fence.subtaskId),
+        reaped: (claim) => this.failReaped(claim),
+        lookForWork: () => this.lookForRetries(),
+      });
+    }
+  }
+
+  /** News from a store shared with other engines. */
+  noticed(notice: StoreNotice): void {
+    if (notice.kind === 'work') this.pump();
+    else if (notice.kind === 'retry') this.lookForRetries();
+    else if (notice.kind === 'canceled') this.leases?.beatNow();
   }
 
   private get executor(): string {
@@ -95,6 +121,7 @@ export class Dispatcher {
     if (this.wakeTimer !== undefined) this.options.clock.clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     await this.queue.onIdle();
+    this.leases?.close();
   }
 
   /**
@@ -213,6 +240,7 @@ export class Dispatcher {
 
   private async runAttempt(claim: Claim): Promise<void> {
     const { task, subtask } = claim;
+    const lease = this.leases?.hold(claim);
     try {
       if (this.unanswered.size > 0) await this.afterWritesOf(subtask);
       if (this.host.listenerCount('subtask.started') > 0) {
@@ -271,13 +299,64 @@ export class Dispatcher {
           fence,
           pending instanceof Promise ? await this.writing(fence, pending) : pending,
         );
-      } else {
+      } else if (!outcome.leaseLost) {
         if (attempt.cancelHook) await attempt.cancelHook;
         await this.persistFailure(claim, input, outcome.error, handler, attempt);
       }
     } catch (thrown) {
       this.options.logger.error('attempt bookkeeping failed', {
         taskId: task.id,
+        subtaskId: subtask.id,
+        error: toErrorInfo(thrown),
+      });
+    } finally {
+      if (lease) this.leases?.release(lease);
+    }
+  }
+
+  /** The lease of an attempt of this engine is lost: it ends now and writes nothing. */
+  private leaseLost(fence: AttemptFence): void {
+    const attempt = this.live.get(fence.subtaskId);
+    if (attempt?.runTime !== fence.runTime) return;
+    attempt.loseLease();
+    const { taskId, subtaskId, runTime } = fence;
+    this.host.emit('subtask.leaseLost', { taskId, subtaskId, runTime });
+  }
+
+  /**
+   * Fails an attempt whose lease expired (its engine died or stalled), now fenced to this
+   * engine: retried by policy like any failed attempt; a rollback's or a cancel's is final.
+   */
+  private async failReaped(claim: Claim): Promise<void> {
+    const { subtask } = claim;
+    // This engine's own attempt, when it stalled past its lease: it ends here too.
+    const local = this.live.get(subtask.id);
+    if (local?.runTime === subtask.runTime) this.leaseLost(local);
+    const message = `the lease of ${subtask.executor ?? 'its engine'} expired before the attempt ended`;
+    const handler = this.options.handlers.get(subtask.className);
+    try {
+      if (subtask.status === SubtaskStatus.CANCELING) {
+        const error = { name: 'CanceledError', message, code: ErrorCode.ATTEMPT_CANCELED };
+        await this.persistFailure(claim, undefined, error, handler, undefined);
+      } else if (subtask.operation === Operation.ROLLBACK) {
+        const fence = this.fenceOf(claim);
+        const ref = { taskId: fence.taskId, subtaskId: fence.subtaskId, runTime: fence.runTime };
+        const error = { name: 'LeaseLostError', message, code: ErrorCode.ATTEMPT_LEASE_LOST };
+        await this.writeLog(ref, `rollback failed [${error.code}]: ${message}`);
+        const now = this.options.clock.now();
+        const result = await this.writing(
+          fence,
+          Promise.resolve(this.options.store.failAttempt(fence, { input: undefined, error, now })),
+        );
+        if (result.accepted) this.host.emit('subtask.rollbackFailed', { ...ref, error });
+        this.host.applied(result.changes);
+      } else {
+        const error = { name: 'LeaseLostError', message, code: ErrorCode.ATTEMPT_LEASE_LOST };
+        await this.persistFailure(claim, undefined, error, handler, undefined);
+      }
+    } catch (thrown) {
+      this.options.logger.error('failing an expired attempt failed', {
+        taskId: subtask.taskId,
         subtaskId: subtask.id,
         error: toErrorInfo(thrown),
       });
@@ -366,6 +445,7 @@ export class Dispatcher {
       this.live.set(fence.subtaskId, attempt);
       outcome = await attempt.run('rollback');
       this.live.delete(fence.subtaskId);
+      if (!outcome.ok && outcome.leaseLost) return;
       if (attempt.cancelHook) await attempt.cancelHook;
       if (attempt.logWrites) await attempt.logWrites;
     }

@@ -166,6 +166,7 @@ const ALL_EVENTS: Readonly<Record<keyof EngineEvents, true>> = {
   'subtask.succeeded': true,
   'subtask.failed': true,
   'subtask.lateResult': true,
+  'subtask.leaseLost': true,
   'subtask.canceled': true,
   'subtask.skipped': true,
   'subtask.rollbackStarted': true,

@@ -1,0 +1,118 @@
+/**
+ * One engine process of `pnpm bench:store`:
+ *
+ *   tsx bench/store-worker.ts <pg URL | pglite:DIR> <schema> <role: submit|join> <hosts>
+ *     <engineConcurrency> <taskConcurrency>
+ *
+ * Opens the store and an engine with no-op batch-stop handlers, runs a small task to warm up,
+ * prints `ready`, and waits for a line on stdin: `go` (the `submit` worker then submits the
+ * batch stop and prints `task <id>`) or `go <id>` (a joining worker). Exits once the task has
+ * finished, printing one JSON line: {status, submitAt, firstStartAt, finishedAt, executions}
+ * (epoch ms with sub-ms precision; firstStartAt is this engine's first start of that task).
+ */
+import { createInterface } from 'node:readline';
+import { Engine, HandlerRegistry, type Template } from '@dagops/engine';
+import { createPgDriver, createPgliteDriver, PostgresStore } from '../src/index.js';
+
+const [
+  where = '',
+  schema = '',
+  role = 'submit',
+  hostsArg = '1000',
+  engineConc = '64',
+  taskConc = '64',
+] = process.argv.slice(2);
+const clock = () => performance.timeOrigin + performance.now();
+const OBAGENT = 'com.alipay.ocp.service.task.business.obagent';
+const WAIT = 'com.alipay.ocp.service.task.business.WaitNode';
+const template: Template = {
+  name: 'Batch stop OCP agent',
+  concurrency: Number(taskConc),
+  nodes: [
+    {
+      key: 'prepare',
+      className: `${OBAGENT}.PrepareStopOcpAgentTask`,
+      name: 'Prepare stop OCP agent',
+      timeout: 60,
+      splitKey: 'host_ids',
+    },
+    { key: 'wait1', className: WAIT, name: 'Wait node', timeout: 30 },
+    {
+      key: 'stop',
+      className: `${OBAGENT}.StopAllOcpAgentProcessesTask`,
+      name: 'Stop all OCP agent processes',
+      timeout: 600,
+      splitKey: 'host_ids',
+    },
+    { key: 'wait2', className: WAIT, name: 'Wait node', timeout: 30 },
+    {
+      key: 'finish',
+      className: `${OBAGENT}.FinishOcpAgentOperationTask`,
+      name: 'Finish OCP agent operation',
+      timeout: 60,
+      splitKey: 'host_ids',
+    },
+  ],
+  edges: [
+    { from: 'prepare', to: 'wait1' },
+    { from: 'wait1', to: 'stop' },
+    { from: 'stop', to: 'wait2' },
+    { from: 'wait2', to: 'finish' },
+  ],
+};
+
+const driver = where.startsWith('pglite:')
+  ? await createPgliteDriver(where.slice('pglite:'.length))
+  : createPgDriver(where, { maxConnections: 4 });
+// Connections opened now, as in a long-running engine, not on the first claim.
+await Promise.all(Array.from({ length: 3 }, () => driver.query('SELECT 1')));
+const store = await PostgresStore.open(driver, { schema });
+const handlers = new HandlerRegistry();
+for (const name of [
+  'PrepareStopOcpAgentTask',
+  'StopAllOcpAgentProcessesTask',
+  'FinishOcpAgentOperationTask',
+]) {
+  handlers.register(`${OBAGENT}.${name}`, { execute() {} });
+}
+const engine = new Engine({ store, handlers, concurrency: Number(engineConc) });
+let executions = 0;
+/** First start per task: the measured task is known only once submitted (or announced). */
+const firstStarts = new Map<number, number>();
+engine.on('subtask.started', ({ taskId }) => {
+  executions++;
+  if (!firstStarts.has(taskId)) firstStarts.set(taskId, clock());
+});
+// Warm up as a long-running engine is: validators compiled, SQL functions and plans cached.
+const warm = await engine.submit(
+  template,
+  { listMap: { host_ids: ['1', '2'] } },
+  { creator: 'warm-up' },
+);
+await engine.waitForTask(warm.id);
+executions = 0;
+process.stdout.write('ready\n');
+const lines = createInterface({ input: process.stdin });
+const go = await new Promise<string>((resolve) => lines.once('line', resolve));
+let submitAt: number | undefined;
+let taskId = Number(go.split(' ')[1]); // a joining engine is told the task's id
+if (role === 'submit') {
+  submitAt = clock();
+  const hosts = Array.from({ length: Number(hostsArg) }, (_, i) => String(1001 + i));
+  const task = await engine.submit(
+    template,
+    { listMap: { host_ids: hosts } },
+    { creator: 'bench' },
+  );
+  taskId = task.id;
+  process.stdout.write(`task ${taskId}\n`);
+}
+const done = await engine.waitForTask(taskId);
+const finishedAt = clock();
+const firstStartAt = firstStarts.get(taskId);
+lines.close();
+await engine.close();
+await store.close();
+process.stdout.write(
+  `${JSON.stringify({ status: done.status, submitAt, firstStartAt, finishedAt, executions })}\n`,
+);

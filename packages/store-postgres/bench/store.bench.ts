@@ -1,0 +1,194 @@
+/**
+ * `pnpm bench:store`: no-op handlers, batch stop over 1,000 and 10,000 hosts (3,002 and 30,002
+ * subtasks), on PGlite (one engine) and on PostgreSQL with 1, 2 and 3 engine processes. Each
+ * run uses fresh processes and a fresh schema (or PGlite directory); figures are medians of
+ * RUNS runs. Prints subtasks/s, submit → first subtask start, and end-to-end time; then
+ * graphile-worker processing the same number of no-op jobs on the same database with the same
+ * concurrency, as the reference, and the ratio. The last line is a JSON object.
+ *
+ * Environment: RUNS (default 3), CASES (comma list of `<pglite|pg>:<engines>:<hosts>`),
+ * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
+ * DAGOPS_TEST_DATABASE_URL.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+const URL_ = process.env['DAGOPS_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const RUNS = Number(process.env['RUNS'] ?? 3);
+const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 128);
+/** The task's own limit: never the bottleneck of several engines. */
+const TASK_CONCURRENCY = 3 * CONCURRENCY;
+const CASES = (
+  process.env['CASES'] ??
+  'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:2:1000,pg:3:1000,pg:1:10000,pg:2:10000,pg:3:10000'
+).split(',');
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+
+interface WorkerResult {
+  status: string;
+  submitAt?: number;
+  firstStartAt?: number;
+  finishedAt: number;
+  executions: number;
+}
+
+interface Run {
+  subtasksPerSec: number;
+  firstStartMs: number;
+  endToEndMs: number;
+  shares: number[];
+}
+
+function spawnTsx(script: string, args: string[]) {
+  return spawn(process.execPath, ['--import', 'tsx', here(script), ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+}
+
+async function runCase(kind: string, engines: number, hosts: number): Promise<Run> {
+  const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
+  const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
+  const where = dir ? `pglite:${dir}` : URL_;
+  const workers = Array.from({ length: engines }, (_, i) =>
+    spawnTsx('./store-worker.ts', [
+      where,
+      schema,
+      i === 0 ? 'submit' : 'join',
+      String(hosts),
+      String(CONCURRENCY),
+      String(TASK_CONCURRENCY),
+    ]),
+  );
+  const lines = workers.map((child) => createInterface({ input: child.stdout }));
+  const results: Promise<WorkerResult>[] = [];
+  const ready: Promise<void>[] = [];
+  let taskId: (id: string) => void = () => {};
+  const task = new Promise<string>((resolve) => (taskId = resolve));
+  lines.forEach((rl, i) => {
+    ready.push(new Promise((resolve) => rl.on('line', (l) => l === 'ready' && resolve())));
+    results.push(
+      new Promise((resolve, reject) => {
+        rl.on('line', (line) => {
+          if (line.startsWith('task ')) taskId(line.slice(5));
+          if (line.startsWith('{')) resolve(JSON.parse(line) as WorkerResult);
+        });
+        workers[i]?.on('exit', (code) => code !== 0 && reject(new Error(`worker exit ${code}`)));
+      }),
+    );
+  });
+  // Engines that join one at a time, so that migrations and LISTEN are in place for all.
+  await Promise.all(ready);
+  workers[0]?.stdin.write('go\n');
+  const id = await task;
+  for (const child of workers.slice(1)) child.stdin.write(`go ${id}\n`);
+  const done = await Promise.all(results);
+  for (const child of workers) child.stdin.end();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  else {
+    const client = new pg.Client({ connectionString: URL_ });
+    await client.connect();
+    await client.query(`DROP SCHEMA ${schema} CASCADE`);
+    await client.end();
+  }
+  const submitAt = done[0]?.submitAt ?? 0;
+  const firstStart = Math.min(...done.map((r) => r.firstStartAt ?? Infinity));
+  const finished = Math.max(...done.map((r) => r.finishedAt));
+  if (done.some((r) => r.status !== 'SUCCESSFUL')) throw new Error('a task did not succeed');
+  const subtasks = 3 * hosts + 2;
+  const endToEndMs = finished - submitAt;
+  return {
+    subtasksPerSec: subtasks / (endToEndMs / 1000),
+    firstStartMs: firstStart - submitAt,
+    endToEndMs,
+    shares: done.map((r) => r.executions),
+  };
+}
+
+async function reference(jobs: number): Promise<number> {
+  const schema = `gw_bench_${randomBytes(4).toString('hex')}`;
+  const child = spawnTsx('./reference-worker.ts', [
+    URL_,
+    schema,
+    String(jobs),
+    String(CONCURRENCY),
+  ]);
+  const rl = createInterface({ input: child.stdout });
+  const line = await new Promise<string>((resolve) =>
+    rl.on('line', (l) => l.startsWith('{') && resolve(l)),
+  );
+  const { ms } = JSON.parse(line) as { ms: number };
+  return jobs / (ms / 1000);
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+console.log(
+  `dagops store benchmark: batch stop, no-op handlers, engine concurrency ${CONCURRENCY}, task concurrency ${TASK_CONCURRENCY}; medians of ${RUNS} runs (fresh processes, fresh schema)`,
+);
+const summary: Record<
+  string,
+  { subtasksPerSec: number; firstStartMs: number; endToEndMs: number }
+> = {};
+for (const name of CASES) {
+  const [kind = 'pg', enginesArg = '1', hostsArg = '1000'] = name.split(':');
+  const runs: Run[] = [];
+  for (let i = 0; i < RUNS; i++)
+    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg)));
+  const row = {
+    subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
+    firstStartMs: median(runs.map((r) => r.firstStartMs)),
+    endToEndMs: median(runs.map((r) => r.endToEndMs)),
+  };
+  summary[name] = row;
+  const shares = runs.at(-1)?.shares.join('/') ?? '';
+  console.log(
+    `${name.padEnd(15)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
+  );
+}
+
+const referenceRows: Record<string, number> = {};
+for (const hosts of process.env['REFERENCE'] === '0' ? [] : [1000, 10000]) {
+  const jobs = 3 * hosts + 2;
+  const rates: number[] = [];
+  for (let i = 0; i < RUNS; i++) rates.push(await reference(jobs));
+  referenceRows[String(jobs)] = median(rates);
+  console.log(
+    `graphile-worker ${String(jobs).padStart(6)} no-op jobs: ${fmt(median(rates))} jobs/s (one process, concurrency ${CONCURRENCY})`,
+  );
+}
+const pg1k = summary['pg:1:1000']?.subtasksPerSec;
+const pg10k = summary['pg:1:10000']?.subtasksPerSec;
+const ratio = {
+  '1000': pg1k === undefined ? null : pg1k / (referenceRows['3002'] ?? NaN),
+  '10000': pg10k === undefined ? null : pg10k / (referenceRows['30002'] ?? NaN),
+};
+const scaling = {
+  '1000': (summary['pg:2:1000']?.subtasksPerSec ?? NaN) / (pg1k ?? NaN),
+  '10000': (summary['pg:2:10000']?.subtasksPerSec ?? NaN) / (pg10k ?? NaN),
+};
+console.log(
+  `dagops on PostgreSQL (1 engine) / graphile-worker: ${ratio['1000']?.toFixed(2)} (1k hosts), ${ratio['10000']?.toFixed(2)} (10k hosts); 2 engines / 1 engine: ${scaling['1000'].toFixed(2)}, ${scaling['10000'].toFixed(2)}`,
+);
+console.log(
+  JSON.stringify({
+    runs: RUNS,
+    concurrency: CONCURRENCY,
+    cases: summary,
+    graphileWorkerJobsPerSec: referenceRows,
+    ratioToGraphileWorker: ratio,
+    twoEnginesOverOne: scaling,
+  }),
+);

@@ -1,0 +1,55 @@
+import type { SqlDriver } from './sql-driver.js';
+import { migration001 } from './migrations/001-init.js';
+
+/** One step of the schema: applied once, in version order, never edited once released. */
+export interface Migration {
+  /** 1, 2, 3…: the order migrations are applied in. */
+  readonly version: number;
+  /** Short name, recorded with the version. */
+  readonly name: string;
+  /** The SQL, for the given schema name (a plain identifier). */
+  readonly sql: (schema: string) => string;
+}
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [migration001];
+
+/** Advisory lock key (first half) under which migrations are applied. */
+const MIGRATION_LOCK = 7290100;
+
+/**
+ * Applies the migrations `schema` lacks, in one transaction holding an advisory lock, so that
+ * engines starting together apply each migration once. Returns the versions it applied.
+ */
+export async function applyMigrations(
+  driver: SqlDriver,
+  schema: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number[]> {
+  return driver.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK, schema]);
+    await tx.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await tx.query(
+      `CREATE TABLE IF NOT EXISTS ${schema}.dagops_migrations (
+        version int4 PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    );
+    const { rows } = await tx.query<{ version: number }>(
+      `SELECT version FROM ${schema}.dagops_migrations`,
+    );
+    const done = new Set(rows.map((row) => Number(row.version)));
+    const applied: number[] = [];
+    for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (done.has(migration.version)) continue;
+      await tx.exec(migration.sql(schema));
+      await tx.query(`INSERT INTO ${schema}.dagops_migrations (version, name) VALUES ($1, $2)`, [
+        migration.version,
+        migration.name,
+      ]);
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}

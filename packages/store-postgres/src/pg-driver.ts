@@ -1,0 +1,133 @@
+import pg from 'pg';
+import type { SqlDriver, SqlQueryable, SqlResult } from './sql-driver.js';
+
+/** Options of {@link createPgDriver}. */
+export interface PgDriverOptions {
+  /** Most connections of the pool the driver creates (not of a pool it is handed). @default 8 */
+  readonly maxConnections?: number;
+  /** Where a lost LISTEN connection is reported before it reconnects. @default console.warn */
+  readonly onListenError?: (error: unknown) => void;
+}
+
+/** Milliseconds between attempts to re-establish a lost LISTEN connection. */
+const RELISTEN_MS = 1000;
+
+function queryable(client: pg.Pool | pg.PoolClient): SqlQueryable {
+  return {
+    async query<R>(text: string, params?: readonly unknown[]): Promise<SqlResult<R>> {
+      const result = await client.query(text, params as unknown[] | undefined);
+      return { rows: result.rows as R[] };
+    },
+    async exec(text: string): Promise<void> {
+      await client.query(text);
+    },
+  };
+}
+
+/**
+ * A {@link SqlDriver} on a PostgreSQL server through `pg`: a pool for queries and transactions,
+ * and one dedicated connection for LISTEN (re-established when it drops; listeners then hear a
+ * `'w'` so that nothing missed meanwhile is left waiting).
+ *
+ * @example
+ * const store = await PostgresStore.open(createPgDriver('postgres://postgres@127.0.0.1:5432/app'));
+ */
+export function createPgDriver(
+  connection: string | pg.Pool,
+  options: PgDriverOptions = {},
+): SqlDriver {
+  const owned = typeof connection === 'string';
+  const pool =
+    typeof connection === 'string'
+      ? new pg.Pool({ connectionString: connection, max: options.maxConnections ?? 8 })
+      : connection;
+  // An idle client that errors (the server went away) must not crash the process.
+  if (owned) pool.on('error', () => {});
+  const warn = options.onListenError ?? ((error: unknown) => console.warn('dagops LISTEN', error));
+  const channels = new Map<string, Set<(payload: string) => void>>();
+  let listener: pg.Client | undefined;
+  let connecting: Promise<pg.Client> | undefined;
+  let closed = false;
+
+  const connectListener = (): Promise<pg.Client> => {
+    connecting ??= (async () => {
+      const client = new pg.Client(pool.options);
+      client.on('notification', (message) => {
+        for (const callback of channels.get(message.channel) ?? []) {
+          callback(message.payload ?? '');
+        }
+      });
+      client.on('error', (error) => {
+        warn(error);
+        if (listener === client) relisten();
+      });
+      await client.connect();
+      for (const channel of channels.keys()) await client.query(`LISTEN ${channel}`);
+      listener = client;
+      return client;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  };
+
+  const relisten = () => {
+    const old = listener;
+    listener = undefined;
+    void old?.end().catch(() => {});
+    if (closed) return;
+    setTimeout(() => {
+      if (closed || channels.size === 0) return;
+      connectListener().then(
+        () => {
+          // Notifications sent while the connection was down are lost: look for work anyway.
+          for (const callbacks of channels.values())
+            for (const callback of callbacks) callback('w');
+        },
+        (error: unknown) => {
+          warn(error);
+          relisten();
+        },
+      );
+    }, RELISTEN_MS).unref();
+  };
+
+  return {
+    ...queryable(pool),
+    async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(queryable(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    async listen(channel, onNotify) {
+      let callbacks = channels.get(channel);
+      const fresh = !callbacks;
+      if (!callbacks) channels.set(channel, (callbacks = new Set()));
+      callbacks.add(onNotify);
+      const client = listener ?? (await connectListener());
+      if (fresh && listener === client) await client.query(`LISTEN ${channel}`);
+      return async () => {
+        callbacks.delete(onNotify);
+        if (callbacks.size > 0) return;
+        channels.delete(channel);
+        await listener?.query(`UNLISTEN ${channel}`).catch(() => {});
+      };
+    },
+    async close() {
+      closed = true;
+      const client = listener;
+      listener = undefined;
+      await client?.end().catch(() => {});
+      if (owned) await pool.end();
+    },
+  };
+}

@@ -1,0 +1,552 @@
+import {
+  DagopsError,
+  DEFAULT_TASK_CONCURRENCY,
+  ErrorCode,
+  PROHIBIT_ROLLBACK_KEY,
+  type AttemptFence,
+  type AuditEntry,
+  type Claim,
+  type ClaimRequest,
+  type ContextDelta,
+  type ErrorInfo,
+  type ExpandedTask,
+  type HeartbeatResult,
+  type LogEntry,
+  type OperationRequest,
+  type ReservedIds,
+  type StatusChange,
+  type Store,
+  type StoreNotice,
+  type SubtaskContexts,
+  type SubtaskRecord,
+  type TaskRecord,
+  type TransitionResult,
+} from '@dagops/engine';
+import {
+  AUDIT_ENTRY_SQL,
+  LOG_ENTRY_SQL,
+  SUBTASK_RECORD_SQL,
+  TASK_COLUMNS,
+  toClaim,
+  toSubtaskShape,
+  toTaskRecord,
+  type ClaimRow,
+  type ShapeRow,
+  type TaskRow,
+  type TaskShape,
+} from './internal/records.js';
+import {
+  StepBatcher,
+  type FinishItem,
+  type StepRequest,
+  type StepResponse,
+} from './internal/step-batcher.js';
+import { applyMigrations } from './migration.js';
+import type { SqlDriver } from './sql-driver.js';
+import {
+  resolvePostgresStoreOptions,
+  type PostgresStoreOptions,
+  type ResolvedPostgresStoreOptions,
+} from './store-options.js';
+
+/** Most task shapes kept in memory for claims (what never changes of a task). */
+const SHAPE_CACHE_SIZE = 64;
+
+/** Turns a refusal raised by the SQL functions (SQLSTATE DG000) into a {@link DagopsError}. */
+function translate(error: unknown): unknown {
+  const raised = error as { code?: unknown; detail?: unknown; hint?: unknown; message?: unknown };
+  if (raised?.code !== 'DG000') return error;
+  const hint = typeof raised.hint === 'string' && raised.hint !== '' ? raised.hint : undefined;
+  return new DagopsError(Number(raised.detail) as ErrorCode, String(raised.message), {
+    ...(hint === undefined ? {} : { target: hint }),
+  });
+}
+
+const isId = (value: number): boolean => Number.isSafeInteger(value) && value > 0;
+
+function notFound(what: string, target: number): DagopsError {
+  return new DagopsError(ErrorCode.TASK_NOT_FOUND, `${what} does not exist`, {
+    target: String(target),
+  });
+}
+
+/**
+ * The PostgreSQL {@link Store}: durable state for engines in one or many processes, on a
+ * PostgreSQL server (`createPgDriver`) or embedded (`createPgliteDriver`), with one schema and
+ * one SQL dialect. Every transition is one SQL function call — one transaction that also makes
+ * READY what it unblocks and finishes the task — and concurrent ends of attempts and claims of
+ * one engine share a round trip. Claims are leased (expiry from the database clock) and every
+ * write about an attempt is fenced by (subtask, runTime, executor). See docs/durability.md.
+ *
+ * @example
+ * const store = await PostgresStore.open(createPgDriver(process.env.DATABASE_URL!));
+ * const engine = new Engine({ store, handlers });
+ * // …
+ * await engine.close();
+ * await store.close();
+ */
+export class PostgresStore implements Store {
+  /** How long a claim stays leased without a heartbeat, ms. */
+  readonly leaseMs: number;
+  /** The resolved options. */
+  readonly options: ResolvedPostgresStoreOptions;
+  private readonly schema: string;
+  /** What never changes of the tasks this engine claims from, most recently used last. */
+  private readonly shapes = new Map<number, TaskShape>();
+  private readonly batcher: StepBatcher;
+  private readonly listeners = new Set<(notice: StoreNotice) => void>();
+  /** Notices heard and not yet passed on (coalesced per macrotask). */
+  private heard = { work: false, retry: false, canceled: false, finished: [] as number[] };
+  private dispatchScheduled = false;
+  private stopListening: (() => Promise<void>) | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly driver: SqlDriver,
+    options: ResolvedPostgresStoreOptions,
+  ) {
+    this.options = options;
+    this.schema = options.schema;
+    this.leaseMs = Math.round(options.leaseSeconds * 1000);
+    this.batcher = new StepBatcher(
+      (request) => this.step(request),
+      options.maxBatch,
+      options.stepsInFlight,
+    );
+  }
+
+  /**
+   * Opens a store on `driver`: applies the migrations the schema lacks (once, even when several
+   * engines start together) and starts listening for other engines' news. The store owns the
+   * driver from then on: {@link close} closes it.
+   */
+  static async open(driver: SqlDriver, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const store = new PostgresStore(driver, resolvePostgresStoreOptions(options));
+    try {
+      if (store.options.migrate) await applyMigrations(driver, store.schema);
+      store.stopListening = await driver.listen(store.schema, (payload) => store.hear(payload));
+    } catch (error) {
+      await driver.close().catch(() => {});
+      throw error;
+    }
+    return store;
+  }
+
+  /** The schema this store lives in. */
+  get schemaName(): string {
+    return this.schema;
+  }
+
+  async reserveIds(subtaskCount: number): Promise<ReservedIds> {
+    return this.call<ReservedIds>('reserve_ids($1)', [subtaskCount]);
+  }
+
+  async insertTask({ task, subtasks }: ExpandedTask, creator: OperationRequest): Promise<void> {
+    const concurrency = task.template.concurrency ?? DEFAULT_TASK_CONCURRENCY;
+    const prohibitRollback =
+      task.template.prohibitRollback === true ||
+      task.context.stringMap[PROHIBIT_ROLLBACK_KEY] === 'true';
+    const first = subtasks[0]?.id ?? 0;
+    // What the subtasks of one node share goes once, as a kind.
+    const kinds: [string[], string[], string[], string[], string[], number[], boolean[]] = [
+      [],
+      [],
+      [],
+      [],
+      [],
+      [],
+      [],
+    ];
+    const kindOf = new Map<string, number>();
+    const count = subtasks.length;
+    const kind = new Array<number>(count);
+    const parallel = new Array<number>(count);
+    const ups: number[] = [];
+    const upStarts = new Array<number>(count);
+    const upCounts = new Array<number>(count);
+    const downs: number[] = [];
+    const downStarts = new Array<number>(count);
+    const downCounts = new Array<number>(count);
+    const statuses = new Array<string>(count);
+    const operations = new Array<string>(count);
+    const runTimes = new Array<number>(count);
+    for (let i = 0; i < count; i++) {
+      const s = subtasks[i] as SubtaskRecord;
+      if (s.id !== first + i || s.seriesId !== i) {
+        throw new Error(`subtask ids must be consecutive in series order (subtask ${s.id})`);
+      }
+      const key = `${s.nodeKey}\u0000${s.className}\u0000${s.name}\u0000${s.description}\u0000${s.nodeType}\u0000${s.timeout}\u0000${s.prohibitRollback}`;
+      let k = kindOf.get(key);
+      if (k === undefined) {
+        kinds[0].push(s.nodeKey);
+        kinds[1].push(s.className);
+        kinds[2].push(s.name);
+        kinds[3].push(s.description);
+        kinds[4].push(s.nodeType);
+        kinds[5].push(s.timeout);
+        kinds[6].push(s.prohibitRollback);
+        kindOf.set(key, (k = kinds[0].length));
+      }
+      kind[i] = k;
+      parallel[i] = s.parallelIdx;
+      upStarts[i] = ups.length + 1;
+      upCounts[i] = s.upstreams.length;
+      for (const id of s.upstreams) ups.push(id);
+      downStarts[i] = downs.length + 1;
+      downCounts[i] = s.downstreams.length;
+      for (const id of s.downstreams) downs.push(id);
+      statuses[i] = s.status;
+      operations[i] = s.operation;
+      runTimes[i] = s.runTime;
+    }
+    await this.call(
+      'insert_task($1::jsonb, $2::json, $3::json, $4, $5::text[], $6::text[], $7::text[], ' +
+        '$8::text[], $9::text[], $10::float8[], $11::bool[], $12::int4[], $13::int4[], ' +
+        '$14::int8[], $15::int4[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], ' +
+        '$20::text[], $21::text[], $22::int4[], $23, $24)',
+      [
+        JSON.stringify({
+          id: task.id,
+          name: task.name,
+          creator: task.creator,
+          executor: task.executor,
+          hostId: task.hostId ?? null,
+          type: task.type,
+          taskDefinitionId: task.taskDefinitionId,
+          status: task.status,
+          operation: task.operation,
+          startTime: task.startTime,
+          concurrency,
+          prohibitRollback,
+        }),
+        JSON.stringify(task.template),
+        JSON.stringify(task.context),
+        first,
+        ...kinds,
+        kind,
+        parallel,
+        ups,
+        upStarts,
+        upCounts,
+        downs,
+        downStarts,
+        downCounts,
+        statuses,
+        operations,
+        runTimes,
+        creator.actor,
+        Math.trunc(creator.now),
+      ],
+    );
+    this.remember({ task: { ...task }, firstId: first, subtasks });
+  }
+
+  async getTask(taskId: number): Promise<TaskRecord | undefined> {
+    if (!isId(taskId)) return undefined;
+    const { rows } = await this.driver.query<{ t: TaskRow }>(
+      `SELECT row_to_json(t) AS t FROM (SELECT ${TASK_COLUMNS} FROM ${this.schema}.tasks
+       WHERE id = $1) t`,
+      [taskId],
+    );
+    const row = rows[0];
+    return row ? toTaskRecord(row.t) : undefined;
+  }
+
+  async listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
+    if (!isId(taskId)) return [];
+    const { rows } = await this.driver.query<{ s: SubtaskRecord[] }>(
+      `SELECT coalesce(jsonb_agg(${SUBTASK_RECORD_SQL} ORDER BY x.id), '[]') AS s
+       FROM ${this.schema}.tasks t, ${this.schema}.subtasks x
+       WHERE t.id = $1 AND x.id BETWEEN t.first_subtask_id
+         AND t.first_subtask_id + t.subtask_count - 1`,
+      [taskId],
+    );
+    return rows[0]?.s ?? [];
+  }
+
+  async getSubtaskContexts(
+    taskId: number,
+    subtaskId: number,
+  ): Promise<SubtaskContexts | undefined> {
+    if (!isId(taskId) || !isId(subtaskId)) return undefined;
+    const { rows } = await this.driver.query<{
+      input: ContextDelta | null;
+      output: ContextDelta | null;
+    }>(`SELECT input, output FROM ${this.schema}.subtasks WHERE id = $2 AND task_id = $1`, [
+      taskId,
+      subtaskId,
+    ]);
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      ...(row.input === null ? {} : { input: row.input }),
+      ...(row.output === null ? {} : { output: row.output }),
+    };
+  }
+
+  async claimReady({ executor, limit, now }: ClaimRequest): Promise<Claim[]> {
+    if (limit <= 0) return [];
+    const rows = await this.batcher.claim(executor, limit, Math.trunc(now));
+    return this.toClaims(rows);
+  }
+
+  completeAttempt(
+    fence: AttemptFence,
+    result: { readonly input: ContextDelta; readonly output: ContextDelta; readonly now: number },
+  ): Promise<TransitionResult> {
+    return this.batcher.finish({
+      ...this.fenceItem(fence),
+      k: 'c',
+      in: result.input,
+      out: result.output,
+      now: Math.trunc(result.now),
+    });
+  }
+
+  failAttempt(
+    fence: AttemptFence,
+    result: {
+      readonly input: ContextDelta | undefined;
+      readonly error: ErrorInfo;
+      readonly retryAt?: number;
+      readonly now: number;
+    },
+  ): Promise<TransitionResult> {
+    const item: FinishItem = {
+      ...this.fenceItem(fence),
+      k: 'f',
+      ...(result.input === undefined ? {} : { in: result.input }),
+      err: result.error,
+      ...(result.retryAt === undefined ? {} : { ra: Math.ceil(result.retryAt) }),
+      now: Math.trunc(result.now),
+    };
+    return this.batcher.finish(item);
+  }
+
+  retryTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate('retry_task($1, $2, $3)', taskId, undefined, request);
+  }
+
+  retrySubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate('retry_subtask($1, $4, $2, $3)', taskId, subtaskId, request);
+  }
+
+  skipSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate('skip_subtask($1, $4, $2, $3)', taskId, subtaskId, request);
+  }
+
+  cancelSubtask(taskId: number, subtaskId: number, request: OperationRequest) {
+    return this.operate('cancel_subtask($1, $4, $2, $3)', taskId, subtaskId, request);
+  }
+
+  cancelTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate('cancel_task($1, $2, $3)', taskId, undefined, request);
+  }
+
+  rollbackTask(taskId: number, request: OperationRequest): Promise<StatusChange[]> {
+    return this.operate('rollback_task($1, $2, $3)', taskId, undefined, request);
+  }
+
+  async listAudit(taskId: number): Promise<AuditEntry[]> {
+    if (!isId(taskId)) return [];
+    const { rows } = await this.driver.query<{ a: AuditEntry[] }>(
+      `SELECT coalesce(jsonb_agg(${AUDIT_ENTRY_SQL} ORDER BY a.id), '[]') AS a
+       FROM ${this.schema}.audit a WHERE a.task_id = $1`,
+      [taskId],
+    );
+    return rows[0]?.a ?? [];
+  }
+
+  async nextRetryAt(): Promise<number | undefined> {
+    const { rows } = await this.driver.query<{ at: number | null }>(
+      `SELECT min(retry_at)::float8 AS at FROM ${this.schema}.subtasks
+       WHERE retry_at IS NOT NULL AND status = 'READY'`,
+    );
+    return rows[0]?.at ?? undefined;
+  }
+
+  appendLogs(entries: readonly LogEntry[]): Promise<void> {
+    return this.batcher.appendLogs(
+      entries
+        .filter((entry) => isId(entry.taskId) && isId(entry.subtaskId))
+        .map((entry) => ({
+          t: entry.taskId,
+          s: entry.subtaskId,
+          r: entry.runTime,
+          time: Math.trunc(entry.time),
+          m: entry.message,
+        })),
+    );
+  }
+
+  async readLogs(taskId: number, subtaskId: number): Promise<LogEntry[]> {
+    if (!isId(taskId) || !isId(subtaskId)) return [];
+    const { rows } = await this.driver.query<{ l: LogEntry[] }>(
+      `SELECT coalesce(jsonb_agg(${LOG_ENTRY_SQL} ORDER BY l.id), '[]') AS l
+       FROM ${this.schema}.logs l WHERE l.subtask_id = $2 AND l.task_id = $1`,
+      [taskId, subtaskId],
+    );
+    return rows[0]?.l ?? [];
+  }
+
+  async heartbeat(fences: readonly AttemptFence[]): Promise<HeartbeatResult> {
+    if (fences.length === 0) return { lost: [], canceled: [] };
+    const found = await this.call<{ lost: number[]; canceled: number[] }>(
+      'heartbeat($1::jsonb, $2)',
+      [
+        JSON.stringify(fences.map((f) => ({ s: f.subtaskId, r: f.runTime, e: f.executor }))),
+        this.leaseMs,
+      ],
+    );
+    const bySubtask = new Map(fences.map((fence) => [fence.subtaskId, fence]));
+    const pick = (ids: number[]) =>
+      ids.map((id) => bySubtask.get(id)).filter((f): f is AttemptFence => f !== undefined);
+    return { lost: pick(found.lost), canceled: pick(found.canceled) };
+  }
+
+  async reapExpired({ executor, limit }: ClaimRequest): Promise<Claim[]> {
+    if (limit <= 0) return [];
+    const rows = await this.call<ClaimRow[]>('reap($1, $2, $3)', [executor, limit, this.leaseMs]);
+    return this.toClaims(rows);
+  }
+
+  subscribe(listener: (notice: StoreNotice) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Waits for pending writes, stops listening and closes the driver. Close the engines using
+   * the store first.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.batcher.idle();
+    this.listeners.clear();
+    await this.stopListening?.().catch(() => {});
+    await this.driver.close();
+  }
+
+  /** One round trip for a batch of the engine's hot-path requests. */
+  private async step({ logs, items, claims, now }: StepRequest): Promise<StepResponse> {
+    return this.call<StepResponse>('step($1::jsonb, $2::jsonb, $3::jsonb, $4, $5)', [
+      logs.length === 0 ? null : JSON.stringify(logs),
+      items.length === 0 ? null : JSON.stringify(items),
+      claims.length === 0 ? null : JSON.stringify(claims),
+      now,
+      this.leaseMs,
+    ]);
+  }
+
+  /** Calls one of the schema's SQL functions; its jsonb result is the answer. */
+  private async call<T>(invocation: string, params: readonly unknown[]): Promise<T> {
+    try {
+      const { rows } = await this.driver.query<{ r: T }>(
+        `SELECT ${this.schema}.${invocation} AS r`,
+        params,
+      );
+      return (rows[0] as { r: T }).r;
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  private async operate(
+    invocation: string,
+    taskId: number,
+    subtaskId: number | undefined,
+    { actor, now }: OperationRequest,
+  ): Promise<StatusChange[]> {
+    if (!isId(taskId)) throw notFound(`task ${taskId}`, taskId);
+    if (subtaskId !== undefined && !isId(subtaskId)) {
+      throw new DagopsError(
+        ErrorCode.TASK_NOT_FOUND,
+        `subtask ${subtaskId} is not part of task ${taskId}`,
+        { target: String(subtaskId) },
+      );
+    }
+    const params: unknown[] = [taskId, actor, Math.trunc(now)];
+    if (subtaskId !== undefined) params.push(subtaskId);
+    return this.call<StatusChange[]>(invocation, params);
+  }
+
+  private fenceItem(fence: AttemptFence) {
+    return { t: fence.taskId, s: fence.subtaskId, r: fence.runTime, e: fence.executor };
+  }
+
+  /** Claims as records, from the shapes of their tasks (read once per task and kept). */
+  private async toClaims(rows: readonly ClaimRow[]): Promise<Claim[]> {
+    if (rows.length === 0) return [];
+    const claims: Claim[] = [];
+    for (const row of rows) {
+      const shape = this.shapes.get(row[1]) ?? (await this.loadShape(row[1]));
+      claims.push(toClaim(row, shape));
+    }
+    return claims;
+  }
+
+  private async loadShape(taskId: number): Promise<TaskShape> {
+    const { rows } = await this.driver.query<{ t: TaskRow; s: ShapeRow[] }>(
+      `SELECT row_to_json(t) AS t, ${this.schema}.task_shape($1) AS s
+       FROM (SELECT ${TASK_COLUMNS} FROM ${this.schema}.tasks WHERE id = $1) t`,
+      [taskId],
+    );
+    const row = rows[0] as { t: TaskRow; s: ShapeRow[] };
+    const subtasks = row.s.map((shape) => toSubtaskShape(taskId, shape));
+    return this.remember({
+      task: toTaskRecord(row.t),
+      firstId: subtasks[0]?.id ?? 0,
+      subtasks,
+    });
+  }
+
+  private remember(shape: TaskShape): TaskShape {
+    this.shapes.delete(shape.task.id);
+    if (this.shapes.size >= SHAPE_CACHE_SIZE) {
+      const oldest = this.shapes.keys().next();
+      if (!oldest.done) this.shapes.delete(oldest.value);
+    }
+    this.shapes.set(shape.task.id, shape);
+    return shape;
+  }
+
+  /** A NOTIFY on the schema's channel: 'w' work, 'r' retry, 'c' cancel, 't<id>' finished. */
+  private hear(payload: string): void {
+    if (payload === 'w') this.heard.work = true;
+    else if (payload === 'r') this.heard.retry = true;
+    else if (payload === 'c') this.heard.canceled = true;
+    else if (payload.startsWith('t')) this.heard.finished.push(Number(payload.slice(1)));
+    if (this.listeners.size === 0) {
+      this.heard = { work: false, retry: false, canceled: false, finished: [] };
+      return;
+    }
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(() => this.dispatch());
+  }
+
+  private dispatch(): void {
+    this.dispatchScheduled = false;
+    const heard = this.heard;
+    this.heard = { work: false, retry: false, canceled: false, finished: [] };
+    const notices: StoreNotice[] = heard.finished.map((taskId) => ({
+      kind: 'taskFinished',
+      taskId,
+    }));
+    if (heard.canceled) notices.push({ kind: 'canceled' });
+    if (heard.retry) notices.push({ kind: 'retry' });
+    if (heard.work) notices.push({ kind: 'work' });
+    for (const listener of this.listeners) {
+      for (const notice of notices) {
+        try {
+          listener(notice);
+        } catch {
+          // A listener's failure is its own; the others still hear.
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import { DagopsError, ErrorCode } from '@dagops/engine';
+
+/** Options of {@link PostgresStore.open}. */
+export interface PostgresStoreOptions {
+  /**
+   * Schema holding dagops' tables and functions, created when missing; a plain lower-case
+   * identifier. Several schemas make several independent stores in one database.
+   * @default 'dagops'
+   */
+  readonly schema?: string;
+  /**
+   * How long a claim stays leased without a heartbeat, in seconds (measured by the database's
+   * clock). An engine whose process dies loses its claims this long after its last heartbeat;
+   * they then count as failed attempts. Engines heartbeat every third of it.
+   * @default 30
+   */
+  readonly leaseSeconds?: number;
+  /** Apply the migrations the schema lacks when opening. @default true */
+  readonly migrate?: boolean;
+  /** Most ends of attempts and log lines grouped into one transaction. @default 512 */
+  readonly maxBatch?: number;
+  /**
+   * Transactions of grouped hot-path writes one store runs at once: with 2, the engine prepares
+   * the next group while the database commits the last. PGlite runs one statement at a time
+   * whatever this says. @default 2
+   */
+  readonly stepsInFlight?: number;
+}
+
+/** {@link PostgresStoreOptions} with every default applied. */
+export interface ResolvedPostgresStoreOptions {
+  readonly schema: string;
+  readonly leaseSeconds: number;
+  readonly migrate: boolean;
+  readonly maxBatch: number;
+  readonly stepsInFlight: number;
+}
+
+function invalid(option: string, expected: string, value: unknown): DagopsError {
+  return new DagopsError(
+    ErrorCode.OPTIONS_INVALID,
+    `store option ${option} must be ${expected}, got ${JSON.stringify(value) ?? String(value)}`,
+    { target: option },
+  );
+}
+
+/** Applies defaults and checks every option, naming the option and the value received. */
+export function resolvePostgresStoreOptions(
+  options: PostgresStoreOptions = {},
+): ResolvedPostgresStoreOptions {
+  const schema = options.schema ?? 'dagops';
+  if (typeof schema !== 'string' || !/^[a-z_][a-z0-9_]{0,47}$/.test(schema)) {
+    throw invalid('schema', 'a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 chars)', schema);
+  }
+  const leaseSeconds = options.leaseSeconds ?? 30;
+  if (typeof leaseSeconds !== 'number' || !(leaseSeconds >= 0.1 && leaseSeconds <= 86_400)) {
+    throw invalid('leaseSeconds', 'a number of seconds within [0.1, 86400]', leaseSeconds);
+  }
+  const maxBatch = options.maxBatch ?? 512;
+  if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) {
+    throw invalid('maxBatch', 'a positive integer', maxBatch);
+  }
+  const stepsInFlight = options.stepsInFlight ?? 2;
+  if (!Number.isSafeInteger(stepsInFlight) || stepsInFlight < 1 || stepsInFlight > 16) {
+    throw invalid('stepsInFlight', 'an integer within [1, 16]', stepsInFlight);
+  }
+  const migrate = options.migrate ?? true;
+  if (typeof migrate !== 'boolean') throw invalid('migrate', 'a boolean', migrate);
+  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight };
+}

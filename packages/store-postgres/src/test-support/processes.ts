@@ -1,0 +1,78 @@
+/** Engine worker processes for the crash and multi-process tests, and what they print. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const WORKER = fileURLToPath(new URL('./engine-worker.ts', import.meta.url));
+
+/** One engine process and what it printed. */
+export interface Worker {
+  readonly executor: string;
+  readonly child: ChildProcess;
+  /** `[subtaskId, runTime]` of each execution it started. */
+  readonly executions: [number, number][];
+  /** `[subtaskId, runTime]` of each success the store acknowledged. */
+  readonly acks: [number, number][];
+  /** Resolves with the exit code (or signal) when the process ends. */
+  readonly exited: Promise<number | string>;
+  /** Everything it wrote to stderr. */
+  readonly stderr: string[];
+}
+
+/** Starts an engine worker (see engine-worker.ts for the arguments). */
+export function startWorker(
+  where: string,
+  schema: string,
+  taskId: number,
+  executor: string,
+  options: { leaseSeconds?: number; concurrency?: number; sleepMs?: number } = {},
+): Worker {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      WORKER,
+      where,
+      schema,
+      String(taskId),
+      executor,
+      String(options.leaseSeconds ?? 1),
+      String(options.concurrency ?? 32),
+      String(options.sleepMs ?? 1),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const worker: Worker = {
+    executor,
+    child,
+    executions: [],
+    acks: [],
+    stderr: [],
+    exited: new Promise((resolve) => {
+      child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
+    }),
+  };
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const [kind, id, runTime] = line.split(' ');
+    if (kind === 'x') worker.executions.push([Number(id), Number(runTime)]);
+    else if (kind === 'ack') worker.acks.push([Number(id), Number(runTime)]);
+  });
+  child.stderr?.on('data', (chunk: Buffer) => worker.stderr.push(chunk.toString()));
+  return worker;
+}
+
+/** Resolves once `check()` holds, polling every 5 ms; rejects after `timeoutMs`. */
+export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Kills a worker with SIGKILL (kill -9) and waits for it to be gone. */
+export async function kill9(worker: Worker): Promise<void> {
+  if (worker.child.pid !== undefined) process.kill(worker.child.pid, 'SIGKILL');
+  await worker.exited;
+}
