@@ -1,8 +1,8 @@
 /** The DAG shapes of the run benchmark, as dagops templates with no-op handlers. */
 import { HandlerRegistry, type Template, type TaskArguments } from '@dagops/engine';
+import { batchStopTemplate } from './batch-stop.js';
 
 const OBAGENT = 'com.alipay.ocp.service.task.business.obagent';
-const WAIT = 'com.alipay.ocp.service.task.business.WaitNode';
 const NOOP = 'bench.Noop';
 
 /** One benchmark case: a template and its arguments. */
@@ -18,41 +18,7 @@ const hostIds = (count: number) => Array.from({ length: count }, (_, i) => Strin
 export function batchStopCase(hosts: number, concurrency: number): RunCase {
   return {
     name: `batch-stop ${hosts} hosts`,
-    template: {
-      name: 'Batch stop OCP agent',
-      concurrency,
-      nodes: [
-        {
-          key: 'prepare',
-          className: `${OBAGENT}.PrepareStopOcpAgentTask`,
-          name: 'Prepare stop OCP agent',
-          timeout: 60,
-          splitKey: 'host_ids',
-        },
-        { key: 'wait1', className: WAIT, name: 'Wait node', timeout: 30 },
-        {
-          key: 'stop',
-          className: `${OBAGENT}.StopAllOcpAgentProcessesTask`,
-          name: 'Stop all OCP agent processes',
-          timeout: 600,
-          splitKey: 'host_ids',
-        },
-        { key: 'wait2', className: WAIT, name: 'Wait node', timeout: 30 },
-        {
-          key: 'finish',
-          className: `${OBAGENT}.FinishOcpAgentOperationTask`,
-          name: 'Finish OCP agent operation',
-          timeout: 60,
-          splitKey: 'host_ids',
-        },
-      ],
-      edges: [
-        { from: 'prepare', to: 'wait1' },
-        { from: 'wait1', to: 'stop' },
-        { from: 'stop', to: 'wait2' },
-        { from: 'wait2', to: 'finish' },
-      ],
-    },
+    template: { ...batchStopTemplate, concurrency },
     args: { listMap: { host_ids: hostIds(hosts) } },
   };
 }
