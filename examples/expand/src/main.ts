@@ -1,5 +1,5 @@
 /**
- * Validates a batch-stop-shaped template, expands it over a few hosts, and prints the task in
+ * Validates the shipped Batch stop OCP agent template, expands it over a few hosts, and prints the task in
  * the OCP wire shape together with its DAG as a Mermaid flowchart.
  *
  * Usage: node dist/main.js [hostCount]
@@ -10,46 +10,8 @@ import {
   renderMermaid,
   toTaskJson,
   validateTemplate,
-  type Template,
 } from '@dagops/engine';
-
-const OBAGENT = 'com.alipay.ocp.service.task.business.obagent';
-const WAIT = 'com.alipay.ocp.service.task.business.WaitNode';
-
-const batchStop: Template = {
-  name: 'Batch stop OCP agent',
-  nodes: [
-    {
-      key: 'prepare',
-      className: `${OBAGENT}.PrepareStopOcpAgentTask`,
-      name: 'Prepare stop OCP agent',
-      timeout: 60,
-      splitKey: 'host_ids',
-    },
-    { key: 'wait1', className: WAIT, name: 'Wait node', timeout: 30 },
-    {
-      key: 'stop',
-      className: `${OBAGENT}.StopAllOcpAgentProcessesTask`,
-      name: 'Stop all OCP agent processes',
-      timeout: 600,
-      splitKey: 'host_ids',
-    },
-    { key: 'wait2', className: WAIT, name: 'Wait node', timeout: 30 },
-    {
-      key: 'finish',
-      className: `${OBAGENT}.FinishOcpAgentOperationTask`,
-      name: 'Finish OCP agent operation',
-      timeout: 60,
-      splitKey: 'host_ids',
-    },
-  ],
-  edges: [
-    { from: 'prepare', to: 'wait1' },
-    { from: 'wait1', to: 'stop' },
-    { from: 'stop', to: 'wait2' },
-    { from: 'wait2', to: 'finish' },
-  ],
-};
+import { batchStopAgentTemplate } from '@dagops/definitions';
 
 const hostCount = Number(process.argv[2] ?? 2);
 if (!Number.isSafeInteger(hostCount) || hostCount < 1) {
@@ -58,7 +20,7 @@ if (!Number.isSafeInteger(hostCount) || hostCount < 1) {
 }
 const hostIds = Array.from({ length: hostCount }, (_, i) => String(1001 + i));
 
-const validated = validateTemplate(batchStop);
+const validated = validateTemplate(batchStopAgentTemplate);
 const { task, subtasks } = expandTemplate(
   validated,
   { listMap: { host_ids: hostIds } },
