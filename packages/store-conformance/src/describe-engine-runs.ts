@@ -13,48 +13,13 @@ import {
   type Template,
   type TaskJson,
 } from '@dagops/engine';
+import { AgentClassName, batchStopAgentTemplate } from '@dagops/definitions';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { OpenStore } from './describe-store-conformance.js';
 
-const OBAGENT = 'com.alipay.ocp.service.task.business.obagent';
-
-/** Batch stop (seed 002): Prepare[host] → Wait → Stop[host] → Wait → Finish[host]. */
+/** Batch stop (seed 002), the shipped template, with `extra` fields over it. */
 export function batchStopTemplate(extra: Partial<Template> = {}): Template {
-  return {
-    name: 'Batch stop OCP agent',
-    nodes: [
-      {
-        key: 'prepare',
-        className: `${OBAGENT}.PrepareStopOcpAgentTask`,
-        name: 'Prepare stop OCP agent',
-        timeout: 60,
-        splitKey: 'host_ids',
-      },
-      { key: 'wait1', className: WAIT_NODE_CLASS_NAME, name: 'Wait node', timeout: 30 },
-      {
-        key: 'stop',
-        className: `${OBAGENT}.StopAllOcpAgentProcessesTask`,
-        name: 'Stop all OCP agent processes',
-        timeout: 600,
-        splitKey: 'host_ids',
-      },
-      { key: 'wait2', className: WAIT_NODE_CLASS_NAME, name: 'Wait node', timeout: 30 },
-      {
-        key: 'finish',
-        className: `${OBAGENT}.FinishOcpAgentOperationTask`,
-        name: 'Finish OCP agent operation',
-        timeout: 60,
-        splitKey: 'host_ids',
-      },
-    ],
-    edges: [
-      { from: 'prepare', to: 'wait1' },
-      { from: 'wait1', to: 'stop' },
-      { from: 'stop', to: 'wait2' },
-      { from: 'wait2', to: 'finish' },
-    ],
-    ...extra,
-  };
+  return { ...batchStopAgentTemplate, ...extra };
 }
 
 /** `count` host ids, as OCP passes them. */
@@ -79,9 +44,9 @@ function handlers(failWhen: FailWhen, hang: (ctx: HandlerContext) => boolean): H
     if (kind === 'execute' && ctx.parallelIdx >= 0) ctx.set(`done_${ctx.nodeKey}`, 'yes');
   };
   for (const className of [
-    `${OBAGENT}.PrepareStopOcpAgentTask`,
-    `${OBAGENT}.StopAllOcpAgentProcessesTask`,
-    `${OBAGENT}.FinishOcpAgentOperationTask`,
+    AgentClassName.PREPARE_STOP,
+    AgentClassName.STOP_ALL,
+    AgentClassName.FINISH,
     WAIT_NODE_CLASS_NAME,
   ]) {
     registry.register(className, { execute: act('execute'), rollback: act('rollback') });
@@ -171,7 +136,7 @@ const SCENARIOS: readonly [string, Scenario][] = [
     {
       template: batchStopTemplate({ concurrency: 4 }),
       hosts: 8,
-      failWhen: (kind, ctx) => kind === 'execute' && ctx.nodeKey === 'wait2',
+      failWhen: (kind, ctx) => kind === 'execute' && ctx.nodeKey === 'waitStopped',
       then: async (engine, task) => {
         expect(task.status).toBe('FAILED');
         await engine.rollbackTask(task.id, 'ops');
@@ -184,8 +149,8 @@ const SCENARIOS: readonly [string, Scenario][] = [
       template: batchStopTemplate({ concurrency: 3 }),
       hosts: 4,
       failWhen: (kind, ctx) =>
-        (kind === 'execute' && ctx.nodeKey === 'wait2') ||
-        (kind === 'rollback' && ctx.nodeKey === 'wait1'),
+        (kind === 'execute' && ctx.nodeKey === 'waitStopped') ||
+        (kind === 'rollback' && ctx.nodeKey === 'waitPrepared'),
       then: async (engine, task) => {
         await engine.rollbackTask(task.id, 'ops');
         const failed = await engine.waitForTask(task.id);
@@ -201,7 +166,7 @@ const SCENARIOS: readonly [string, Scenario][] = [
     {
       template: batchStopTemplate(),
       hosts: 3,
-      hangs: (ctx) => ctx.nodeKey === 'stop' && ctx.parallelIdx === 1,
+      hangs: (ctx) => ctx.nodeKey === 'stopAll' && ctx.parallelIdx === 1,
       during: async (engine, taskId, hung) => {
         await engine.cancelSubtask(taskId, await hung, 'ops');
       },

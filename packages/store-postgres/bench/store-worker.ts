@@ -11,6 +11,7 @@
  * (epoch ms with sub-ms precision; firstStartAt is this engine's first start of that task).
  */
 import { createInterface } from 'node:readline';
+import { AgentClassName, batchStopAgentTemplate } from '@dagops/definitions';
 import { Engine, HandlerRegistry, type Template } from '@dagops/engine';
 import { createPgDriver, createPgliteDriver, PostgresStore } from '../src/index.js';
 
@@ -23,43 +24,7 @@ const [
   taskConc = '64',
 ] = process.argv.slice(2);
 const clock = () => performance.timeOrigin + performance.now();
-const OBAGENT = 'com.alipay.ocp.service.task.business.obagent';
-const WAIT = 'com.alipay.ocp.service.task.business.WaitNode';
-const template: Template = {
-  name: 'Batch stop OCP agent',
-  concurrency: Number(taskConc),
-  nodes: [
-    {
-      key: 'prepare',
-      className: `${OBAGENT}.PrepareStopOcpAgentTask`,
-      name: 'Prepare stop OCP agent',
-      timeout: 60,
-      splitKey: 'host_ids',
-    },
-    { key: 'wait1', className: WAIT, name: 'Wait node', timeout: 30 },
-    {
-      key: 'stop',
-      className: `${OBAGENT}.StopAllOcpAgentProcessesTask`,
-      name: 'Stop all OCP agent processes',
-      timeout: 600,
-      splitKey: 'host_ids',
-    },
-    { key: 'wait2', className: WAIT, name: 'Wait node', timeout: 30 },
-    {
-      key: 'finish',
-      className: `${OBAGENT}.FinishOcpAgentOperationTask`,
-      name: 'Finish OCP agent operation',
-      timeout: 60,
-      splitKey: 'host_ids',
-    },
-  ],
-  edges: [
-    { from: 'prepare', to: 'wait1' },
-    { from: 'wait1', to: 'stop' },
-    { from: 'stop', to: 'wait2' },
-    { from: 'wait2', to: 'finish' },
-  ],
-};
+const template: Template = { ...batchStopAgentTemplate, concurrency: Number(taskConc) };
 
 const driver = where.startsWith('pglite:')
   ? await createPgliteDriver(where.slice('pglite:'.length))
@@ -68,12 +33,12 @@ const driver = where.startsWith('pglite:')
 await Promise.all(Array.from({ length: 3 }, () => driver.query('SELECT 1')));
 const store = await PostgresStore.open(driver, { schema });
 const handlers = new HandlerRegistry();
-for (const name of [
-  'PrepareStopOcpAgentTask',
-  'StopAllOcpAgentProcessesTask',
-  'FinishOcpAgentOperationTask',
+for (const className of [
+  AgentClassName.PREPARE_STOP,
+  AgentClassName.STOP_ALL,
+  AgentClassName.FINISH,
 ]) {
-  handlers.register(`${OBAGENT}.${name}`, { execute() {} });
+  handlers.register(className, { execute() {} });
 }
 const engine = new Engine({ store, handlers, concurrency: Number(engineConc) });
 let executions = 0;
