@@ -93,6 +93,8 @@ export class PostgresStore implements Store {
   private readonly schema: string;
   /** What never changes of the tasks this engine claims from, most recently used last. */
   private readonly shapes = new Map<number, TaskShape>();
+  /** Shapes being read: the claims of one task that arrive together share one read. */
+  private readonly loadingShapes = new Map<number, Promise<TaskShape>>();
   private readonly batcher: StepBatcher;
   private readonly listeners = new Set<(notice: StoreNotice) => void>();
   /** Notices heard and not yet passed on (coalesced per macrotask). */
@@ -482,10 +484,19 @@ export class PostgresStore implements Store {
     if (rows.length === 0) return [];
     const claims: Claim[] = [];
     for (const row of rows) {
-      const shape = this.shapes.get(row[1]) ?? (await this.loadShape(row[1]));
+      const shape = this.shapes.get(row[1]) ?? (await this.shapeOf(row[1]));
       claims.push(toClaim(row, shape));
     }
     return claims;
+  }
+
+  private shapeOf(taskId: number): Promise<TaskShape> {
+    let loading = this.loadingShapes.get(taskId);
+    if (!loading) {
+      loading = this.loadShape(taskId).finally(() => this.loadingShapes.delete(taskId));
+      this.loadingShapes.set(taskId, loading);
+    }
+    return loading;
   }
 
   private async loadShape(taskId: number): Promise<TaskShape> {
