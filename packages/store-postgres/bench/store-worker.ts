@@ -59,6 +59,7 @@ executions = 0;
 process.stdout.write('ready\n');
 const lines = createInterface({ input: process.stdin });
 const go = await new Promise<string>((resolve) => lines.once('line', resolve));
+const cpuAtGo = process.cpuUsage();
 let submitAt: number | undefined;
 let taskId = Number(go.split(' ')[1]); // a joining engine is told the task's id
 if (role === 'submit') {
@@ -74,10 +75,12 @@ if (role === 'submit') {
 }
 const done = await engine.waitForTask(taskId);
 const finishedAt = clock();
+const cpu = process.cpuUsage(cpuAtGo);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 const firstStartAt = firstStarts.get(taskId);
 lines.close();
 await engine.close();
 await store.close();
 process.stdout.write(
-  `${JSON.stringify({ status: done.status, submitAt, firstStartAt, finishedAt, executions })}\n`,
+  `${JSON.stringify({ status: done.status, submitAt, firstStartAt, finishedAt, executions, cpuMs })}\n`,
 );

@@ -36,6 +36,7 @@ interface WorkerResult {
   firstStartAt?: number;
   finishedAt: number;
   executions: number;
+  cpuMs: number;
 }
 
 interface Run {
@@ -43,6 +44,8 @@ interface Run {
   firstStartMs: number;
   endToEndMs: number;
   shares: number[];
+  /** CPU time of the engine processes from `go` to the end, ms. */
+  engineCpuMs: number;
 }
 
 function spawnTsx(script: string, args: string[]) {
@@ -107,6 +110,7 @@ async function runCase(kind: string, engines: number, hosts: number): Promise<Ru
     firstStartMs: firstStart - submitAt,
     endToEndMs,
     shares: done.map((r) => r.executions),
+    engineCpuMs: done.reduce((sum, r) => sum + r.cpuMs, 0),
   };
 }
 
@@ -140,7 +144,7 @@ console.log(
 );
 const summary: Record<
   string,
-  { subtasksPerSec: number; firstStartMs: number; endToEndMs: number }
+  { subtasksPerSec: number; firstStartMs: number; endToEndMs: number; engineCpuMs: number }
 > = {};
 for (const name of CASES) {
   const [kind = 'pg', enginesArg = '1', hostsArg = '1000'] = name.split(':');
@@ -151,11 +155,12 @@ for (const name of CASES) {
     subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
     firstStartMs: median(runs.map((r) => r.firstStartMs)),
     endToEndMs: median(runs.map((r) => r.endToEndMs)),
+    engineCpuMs: median(runs.map((r) => r.engineCpuMs)),
   };
   summary[name] = row;
   const shares = runs.at(-1)?.shares.join('/') ?? '';
   console.log(
-    `${name.padEnd(15)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
+    `${name.padEnd(15)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  engine CPU ${fmt(row.engineCpuMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
   );
 }
 
