@@ -1,5 +1,6 @@
 import type { SqlDriver } from './sql-driver.js';
 import { migration001 } from './migrations/001-init.js';
+import { migration002 } from './migrations/002-id-blocks.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -12,7 +13,7 @@ export interface Migration {
 }
 
 /** Every migration, oldest first. */
-export const MIGRATIONS: readonly Migration[] = [migration001];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002];
 
 /** Advisory lock key (first half) under which migrations are applied. */
 const MIGRATION_LOCK = 7290100;

@@ -41,6 +41,7 @@ import {
   type StepRequest,
   type StepResponse,
 } from './internal/step-batcher.js';
+import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
 import { applyMigrations } from './migration.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
@@ -96,6 +97,9 @@ export class PostgresStore implements Store {
   /** Shapes being read: the claims of one task that arrive together share one read. */
   private readonly loadingShapes = new Map<number, Promise<TaskShape>>();
   private readonly batcher: StepBatcher;
+  private readonly ids = new IdBlocks((tasks, subtasks) =>
+    this.call<ReservedBlocks>('reserve_blocks($1, $2)', [tasks, subtasks]),
+  );
   private readonly listeners = new Set<(notice: StoreNotice) => void>();
   /** Notices heard and not yet passed on (coalesced per macrotask). */
   private heard = { work: false, retry: false, canceled: false, finished: [] as number[] };
@@ -139,8 +143,9 @@ export class PostgresStore implements Store {
     return this.schema;
   }
 
-  async reserveIds(subtaskCount: number): Promise<ReservedIds> {
-    return this.call<ReservedIds>('reserve_ids($1)', [subtaskCount]);
+  /** Ids come from blocks reserved ahead (see {@link IdBlocks}): mostly no round trip. */
+  reserveIds(subtaskCount: number): Promise<ReservedIds> {
+    return this.ids.reserve(subtaskCount);
   }
 
   async insertTask({ task, subtasks }: ExpandedTask, creator: OperationRequest): Promise<void> {
