@@ -42,6 +42,7 @@ import {
   type StepResponse,
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
+import { Presence } from './internal/presence.js';
 import { applyMigrations } from './migration.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
@@ -105,6 +106,8 @@ export class PostgresStore implements Store {
   private heard = { work: false, retry: false, canceled: false, finished: [] as number[] };
   private dispatchScheduled = false;
   private stopListening: (() => Promise<void>) | undefined;
+  /** This store's row in `stores`: whether other engines need to hear of its writes. */
+  private readonly presence: Presence;
   private closed = false;
 
   private constructor(
@@ -114,6 +117,7 @@ export class PostgresStore implements Store {
     this.options = options;
     this.schema = options.schema;
     this.leaseMs = Math.round(options.leaseSeconds * 1000);
+    this.presence = new Presence(driver, options.schema);
     this.batcher = new StepBatcher(
       (request) => this.step(request),
       options.maxBatch,
@@ -131,6 +135,7 @@ export class PostgresStore implements Store {
     try {
       if (store.options.migrate) await applyMigrations(driver, store.schema);
       store.stopListening = await driver.listen(store.schema, (payload) => store.hear(payload));
+      await store.presence.start();
     } catch (error) {
       await driver.close().catch(() => {});
       throw error;
@@ -433,6 +438,7 @@ export class PostgresStore implements Store {
     this.closed = true;
     await this.batcher.idle();
     this.listeners.clear();
+    await this.presence.stop().catch(() => {});
     await this.stopListening?.().catch(() => {});
     await this.driver.close();
   }
@@ -451,9 +457,13 @@ export class PostgresStore implements Store {
   /** Calls one of the schema's SQL functions; its jsonb result is the answer. */
   private async call<T>(invocation: string, params: readonly unknown[]): Promise<T> {
     try {
+      // Names the writer to the schema's notify(), in the call's own transaction; no name when
+      // several engines listen here, so that they hear of each other's writes.
+      const writer = this.listeners.size > 1 ? '' : this.presence.id;
       const { rows } = await this.driver.query<{ r: T }>(
-        `SELECT ${this.schema}.${invocation} AS r`,
-        params,
+        `SELECT ${this.schema}.${invocation} AS r
+         FROM (SELECT set_config('dagops.store', $${params.length + 1}, true)) AS writer`,
+        [...params, writer],
       );
       return (rows[0] as { r: T }).r;
     } catch (error) {
