@@ -24,7 +24,10 @@ CREATE TABLE ${S}.stores (
 -- Notifies when a store other than the writer is open. The writing store names itself in the
 -- transaction-local setting dagops.store (empty when several engines listen through it, so
 -- that they hear of each other); a writer that does not name itself notifies every store.
-CREATE FUNCTION ${S}.notify(p_payload text) RETURNS void LANGUAGE plpgsql AS $$
+-- Its query scans a table of a few rows: with the hot path's enable_seqscan = off, the scan's
+-- penalty cost would set off JIT compilation (milliseconds per call), hence its own settings.
+CREATE FUNCTION ${S}.notify(p_payload text) RETURNS void LANGUAGE plpgsql
+SET enable_seqscan = on SET jit = off AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM ${S}.stores
              WHERE id IS DISTINCT FROM current_setting('dagops.store', true)
