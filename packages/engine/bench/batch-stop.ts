@@ -82,6 +82,10 @@ export function expandBaseline(hostCount: number, taskId: number, base: number):
         status,
         operation: Operation.EXECUTE,
         runTime: 1,
+        startTime: undefined,
+        endTime: undefined,
+        executor: undefined,
+        error: undefined,
       };
     }
   }

@@ -12,11 +12,19 @@ export interface Clock {
   setTimeout(callback: () => void, delayMs: number): TimerHandle;
   /** Cancels a timer; unknown or fired handles are ignored. */
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Milliseconds on the timers' own time base, which never jumps (a monotonic clock), for the
+   * deadlines of attempts: a wall clock set forward must not time them out early. When absent,
+   * deadlines use {@link Clock.now} (right for a clock whose timers follow `now`, as a
+   * {@link ManualClock}'s do).
+   */
+  monotonicNow?(): number;
 }
 
-/** The real clock: `Date.now` and the global timers. */
+/** The real clock: `Date.now`, the global timers, and `performance.now` for deadlines. */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonicNow: () => performance.now(),
   setTimeout: (callback, delayMs) => setTimeout(callback, delayMs),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };

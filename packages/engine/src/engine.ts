@@ -287,6 +287,7 @@ export class Engine extends SafeEmitter<EngineEvents> {
           }
         }
       } else if (change.to === SubtaskStatus.READY && change.from !== SubtaskStatus.RUNNING) {
+        if (this.listenerCount('subtask.ready') === 0) continue;
         const { taskId, subtaskId, runTime } = change;
         this.emit('subtask.ready', { taskId, subtaskId, runTime });
       } else if (

@@ -32,6 +32,16 @@ export interface ExpandedTask {
 
 const isSplit = (node: TemplateNode): boolean => node.splitKey !== undefined;
 
+/**
+ * An id array of exactly `size` slots, to be filled and frozen. Most subtasks of a split have at
+ * most one upstream and one downstream: a literal is a packed array, which V8 freezes in half the
+ * time of the holey array `new Array(size)` makes.
+ */
+function idArray(size: number): number[] {
+  if (size === 0) return [];
+  return size === 1 ? [0] : new Array<number>(size);
+}
+
 /** Copies of each node: its split list's length, or 1. Throws when a split list is missing or empty. */
 function splitSizes(validated: ValidatedTemplate, context: TaskContext): Map<string, number> {
   const sizes = new Map<string, number>();
@@ -164,8 +174,8 @@ export function expandTemplate(
   const upstreams: number[][] = new Array<number[]>(count);
   const downstreams: number[][] = new Array<number[]>(count);
   for (let i = 0; i < count; i++) {
-    upstreams[i] = new Array<number>(inDegree[i] as number);
-    downstreams[i] = new Array<number>(outDegree[i] as number);
+    upstreams[i] = idArray(inDegree[i] as number);
+    downstreams[i] = idArray(outDegree[i] as number);
   }
   inDegree.fill(0);
   outDegree.fill(0);
@@ -209,6 +219,12 @@ export function expandTemplate(
         status: up.length === 0 ? SubtaskStatus.READY : SubtaskStatus.PENDING,
         operation: Operation.EXECUTE,
         runTime: 1,
+        // Present from the start: fields a store adds later would give every record a second
+        // hidden class and an out-of-object property store, allocated as its subtask runs.
+        startTime: undefined,
+        endTime: undefined,
+        executor: undefined,
+        error: undefined,
       };
     }
   }

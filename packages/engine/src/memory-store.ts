@@ -76,12 +76,14 @@ export class MemoryStore implements Store {
 
   claimReady({ executor, limit, now }: ClaimRequest): Claim[] {
     this.releaseDueRetries(now);
-    const claims: Claim[] = [];
-    while (claims.length < limit && this.runnable.length > 0) {
+    // Created at the first claim, as a one-element literal: engines mostly claim one subtask at
+    // a time, and a push onto an empty array reserves 17 slots.
+    let claims: Claim[] | undefined;
+    while ((claims?.length ?? 0) < limit && this.runnable.length > 0) {
       const task = this.runnable.shift() as MemoryTask;
       task.queued = false;
       let free = task.freeSlots();
-      while (claims.length < limit && free > 0 && task.ready.length > 0) {
+      while ((claims?.length ?? 0) < limit && free > 0 && task.ready.length > 0) {
         const index = task.ready.shift() as number;
         if ((task.subtasks[index] as SubtaskRecord).status !== SubtaskStatus.READY) continue;
         const subtask = task.claim(index, executor, now);
@@ -97,28 +99,31 @@ export class MemoryStore implements Store {
             input = task.outputs[(upstreams[0] as number) - task.firstId] ?? EMPTY_DELTA;
           } else upstreamOutputs = this.upstreamOutputs(task, subtask);
         }
-        claims.push({
+        const claim: Claim = {
           task: task.record,
           subtask,
           attempt: task.attempts[index] as number,
           input,
           upstreamOutputs,
           output: task.outputs[index],
-        });
+        };
+        if (claims) claims.push(claim);
+        else claims = [claim];
       }
       this.enqueue(task);
     }
-    return claims;
+    return claims ?? [];
   }
 
   completeAttempt(
     fence: AttemptFence,
     result: { readonly input: ContextDelta; readonly output: ContextDelta; readonly now: number },
   ): TransitionResult {
-    const found = this.running(fence);
-    if (!found) return REFUSED;
-    const changes = found.task.complete(found.index, result.input, result.output, result.now);
-    this.enqueue(found.task);
+    const task = this.running(fence);
+    if (!task) return REFUSED;
+    const index = task.indexOf(fence.subtaskId);
+    const changes = task.complete(index, result.input, result.output, result.now);
+    this.enqueue(task);
     return { accepted: true, changes };
   }
 
@@ -131,9 +136,9 @@ export class MemoryStore implements Store {
       readonly now: number;
     },
   ): TransitionResult {
-    const found = this.running(fence);
-    if (!found) return REFUSED;
-    const { task, index } = found;
+    const task = this.running(fence);
+    if (!task) return REFUSED;
+    const index = task.indexOf(fence.subtaskId);
     const { changes, retry } = task.fail(
       index,
       result.input,
@@ -215,7 +220,8 @@ export class MemoryStore implements Store {
     });
   }
 
-  private running(fence: AttemptFence): { task: MemoryTask; index: number } | undefined {
+  /** The task of the attempt `fence` names, when that attempt is still the subtask's. */
+  private running(fence: AttemptFence): MemoryTask | undefined {
     const task = this.tasks.get(fence.taskId);
     if (!task) return undefined;
     const index = task.indexOf(fence.subtaskId);
@@ -228,7 +234,7 @@ export class MemoryStore implements Store {
     ) {
       return undefined;
     }
-    return { task, index };
+    return task;
   }
 
   private upstreamOutputs(task: MemoryTask, subtask: SubtaskRecord): ContextDelta[] {

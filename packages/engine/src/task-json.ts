@@ -13,6 +13,13 @@ const shared = (ids: readonly number[]): readonly number[] =>
 
 /** Renders one subtask in the wire shape (keys in the seeds' order). */
 export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions = {}): SubtaskJson {
+  if (
+    subtask.startTime === undefined &&
+    subtask.endTime === undefined &&
+    subtask.executor === undefined
+  ) {
+    return notStarted(subtask);
+  }
   const offset = options.utcOffsetMinutes;
   // Optional keys go where the wire order (alphabetical, as OCP's) puts them.
   return {
@@ -32,6 +39,29 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
     ...(subtask.startTime === undefined
       ? {}
       : { startTime: formatTimestamp(subtask.startTime, offset) }),
+    status: subtask.status,
+    timeout: subtask.timeout,
+    upstreams: shared(subtask.upstreams),
+  };
+}
+
+/**
+ * {@link toSubtaskJson} of a subtask that never ran (every subtask at submission): one literal,
+ * without the spreads of the optional keys, which make V8 build each object key by key.
+ */
+function notStarted(subtask: SubtaskRecord): SubtaskJson {
+  return {
+    className: subtask.className,
+    description: subtask.description,
+    downstreams: shared(subtask.downstreams),
+    id: subtask.id,
+    name: subtask.name,
+    nodeType: subtask.nodeType,
+    operation: subtask.operation,
+    parallelIdx: subtask.parallelIdx,
+    prohibitRollback: subtask.prohibitRollback,
+    runTime: subtask.runTime,
+    seriesId: subtask.seriesId,
     status: subtask.status,
     timeout: subtask.timeout,
     upstreams: shared(subtask.upstreams),

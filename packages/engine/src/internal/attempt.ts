@@ -1,9 +1,11 @@
 import { applyWrites, type ContextDelta } from '../context.js';
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { timeoutErrorInfo, toErrorInfo, type ErrorInfo } from '../error-info.js';
 import { DagopsError, ErrorCode } from '../errors.js';
 import type { Handler, HandlerContext } from '../handler.js';
 import type { Claim } from '../store.js';
+import type { DeadlineEntry, DeadlineList, Deadlines } from './deadlines.js';
+import type { LiveEntry } from './live-attempts.js';
 
 /** How an attempt ended, as far as its handler is concerned. */
 export type AttemptOutcome =
@@ -23,6 +25,8 @@ export type AttemptKind = 'execute' | 'rollback';
 /** What an attempt needs from the engine that runs it. */
 export interface AttemptHost {
   readonly clock: Clock;
+  /** Where attempts wait for their timeout. */
+  readonly deadlines: Deadlines;
   /** The handler settled after the attempt had ended; its result is discarded. */
   attemptSettledLate(attempt: Attempt, outcome: AttemptOutcome): void;
   /** The handler logged a line. */
@@ -30,6 +34,13 @@ export interface AttemptHost {
 }
 
 const OK: AttemptOutcome = Object.freeze({ ok: true });
+
+type Resolve = (outcome: AttemptOutcome) => void;
+let captured: Resolve | undefined;
+/** A Promise executor that closes over nothing: one closure less per attempt. */
+const capture = (resolve: Resolve): void => {
+  captured = resolve;
+};
 
 /** `map[key]` when it is the map's own: a key like `constructor` must not find Object.prototype's. */
 function own<T>(map: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
@@ -42,10 +53,10 @@ function own<T>(map: Readonly<Record<string, T>> | undefined, key: string): T | 
  * signal is aborted, whatever the handler does; a result arriving later goes to
  * {@link AttemptHost.attemptSettledLate}. The `AbortSignal` is created only when a handler
  * reads it (reading `.signal` costs ~2.6 µs; PERF-NOTES). Writes after the end are ignored.
- * One object per attempt, no per-attempt closures beyond the promise plumbing: this is the
- * engine's hot path.
+ * One object per attempt, no per-attempt closures beyond the promise plumbing and no timer of
+ * its own (it waits in the engine's {@link Deadlines}): this is the engine's hot path.
  */
-export class Attempt implements HandlerContext {
+export class Attempt implements HandlerContext, DeadlineEntry, LiveEntry {
   readonly taskId: number;
   readonly subtaskId: number;
   readonly runTime: number;
@@ -61,14 +72,19 @@ export class Attempt implements HandlerContext {
   private abortReason: unknown;
   private strings: Map<string, string> | undefined;
   private lists: Map<string, readonly string[]> | undefined;
-  private timer: TimerHandle;
-  private resolve: ((outcome: AttemptOutcome) => void) | undefined;
+  private resolve: Resolve | undefined;
+  deadline = 0;
+  deadlineSeq = 0;
+  deadlineList: DeadlineList | undefined;
+  prevDeadline: DeadlineEntry | undefined;
+  nextDeadline: DeadlineEntry | undefined;
+  liveSlot = -1;
 
   constructor(
     private readonly host: AttemptHost,
     readonly claim: Claim,
     readonly input: ContextDelta,
-    private readonly handler: Handler,
+    readonly handler: Handler,
   ) {
     const { subtask } = claim;
     this.taskId = subtask.taskId;
@@ -92,34 +108,35 @@ export class Attempt implements HandlerContext {
   }
 
   /**
-   * Runs the handler's `execute` (or `rollback`); resolves at its end, at the deadline, or at a
-   * cancel, whichever comes first. A handler without `rollback` has nothing to undo.
+   * Runs the handler's `execute` (or `rollback`); resolves at its end, at the deadline (the
+   * node's timeout after `now`), or at a cancel, whichever comes first. A handler without
+   * `rollback` has nothing to undo.
    */
-  run(kind: AttemptKind = 'execute'): Promise<AttemptOutcome> {
-    return new Promise<AttemptOutcome>((resolve) => {
-      this.resolve = resolve;
-      const seconds = this.claim.subtask.timeout;
-      this.timer = this.host.clock.setTimeout(() => this.expire(seconds), seconds * 1000);
-      try {
-        const result: unknown =
-          kind === 'execute' ? this.handler.execute(this) : this.handler.rollback?.(this);
-        // Inside the try: a thenable whose `then` throws fails the attempt too.
-        if (
-          result !== null &&
-          typeof (result as { then?: unknown } | undefined)?.then === 'function'
-        ) {
-          (result as PromiseLike<unknown>).then(
-            () => this.settle(OK),
-            (thrown: unknown) => this.settle({ ok: false, error: toErrorInfo(thrown) }),
-          );
-          return;
-        }
-      } catch (thrown) {
-        this.settle({ ok: false, error: toErrorInfo(thrown) });
-        return;
+  run(kind: AttemptKind = 'execute', now = this.host.clock.now()): Promise<AttemptOutcome> {
+    const outcome = new Promise<AttemptOutcome>(capture);
+    this.resolve = captured;
+    captured = undefined;
+    this.host.deadlines.add(this, this.claim.subtask.timeout * 1000, now);
+    try {
+      const result: unknown =
+        kind === 'execute' ? this.handler.execute(this) : this.handler.rollback?.(this);
+      // Inside the try: a thenable whose `then` throws fails the attempt too.
+      if (
+        result !== null &&
+        typeof (result as { then?: unknown } | undefined)?.then === 'function'
+      ) {
+        (result as PromiseLike<unknown>).then(
+          () => this.settle(OK),
+          (thrown: unknown) => this.settle({ ok: false, error: toErrorInfo(thrown) }),
+        );
+        return outcome;
       }
-      this.settle(OK);
-    });
+    } catch (thrown) {
+      this.settle({ ok: false, error: toErrorInfo(thrown) });
+      return outcome;
+    }
+    this.settle(OK);
+    return outcome;
   }
 
   /**
@@ -131,7 +148,7 @@ export class Attempt implements HandlerContext {
     if (!this.resolve) return;
     const message = 'the attempt was canceled';
     this.abort(new DagopsError(ErrorCode.ATTEMPT_CANCELED, message));
-    this.host.clock.clearTimeout(this.timer);
+    this.host.deadlines.remove(this);
     this.cancelHook = this.callCancelHook();
     this.finish({
       ok: false,
@@ -148,7 +165,7 @@ export class Attempt implements HandlerContext {
     if (!this.resolve) return;
     const message = 'the attempt lost its lease: another engine may run the subtask again';
     this.abort(new DagopsError(ErrorCode.ATTEMPT_LEASE_LOST, message));
-    this.host.clock.clearTimeout(this.timer);
+    this.host.deadlines.remove(this);
     this.finish({
       ok: false,
       leaseLost: true,
@@ -232,9 +249,10 @@ export class Attempt implements HandlerContext {
     this.host.attemptLogged(this, String(message));
   }
 
-  private expire(seconds: number): void {
+  /** The deadline has passed: the attempt fails with a timeout error (see {@link Deadlines}). */
+  expire(): void {
     if (!this.resolve) return;
-    const error = timeoutErrorInfo(seconds);
+    const error = timeoutErrorInfo(this.claim.subtask.timeout);
     this.abort(new DagopsError(ErrorCode.ATTEMPT_TIMEOUT, error.message));
     this.finish({ ok: false, error, timedOut: true });
   }
@@ -244,7 +262,7 @@ export class Attempt implements HandlerContext {
       this.host.attemptSettledLate(this, outcome);
       return;
     }
-    this.host.clock.clearTimeout(this.timer);
+    this.host.deadlines.remove(this);
     this.finish(outcome);
   }
 

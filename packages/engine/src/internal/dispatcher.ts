@@ -11,12 +11,15 @@ import type {
   AttemptFence,
   Claim,
   LogEntry,
+  MaybePromise,
   StatusChange,
   StoreNotice,
   TransitionResult,
 } from '../store.js';
 import type { Template, TemplateNode } from '../template.js';
 import { Attempt, type AttemptHost, type AttemptOutcome } from './attempt.js';
+import { Deadlines } from './deadlines.js';
+import { LiveAttempts } from './live-attempts.js';
 import { LeaseKeeper, leases } from './lease-keeper.js';
 
 /** Most busy time, in ms, between two chances for timers and I/O to run (see yieldToEventLoop). */
@@ -61,8 +64,8 @@ export class Dispatcher {
   /** When the lanes last let the event loop run (real time, `performance.now()`). */
   private lastYield = performance.now();
   private yielding: Promise<void> | undefined;
-  /** Attempts running in this process, by subtask id: what a cancel reaches. */
-  private readonly live = new Map<number, Attempt>();
+  /** Attempts running in this process: what a cancel or a lost lease reaches. */
+  private readonly live = new LiveAttempts<Attempt>();
   /** Keeps this engine's leases alive, on a store that leases claims (none otherwise). */
   private readonly leases: LeaseKeeper | undefined;
 
@@ -73,6 +76,7 @@ export class Dispatcher {
     this.queue = new PQueue({ concurrency: options.concurrency });
     this.attemptHost = {
       clock: options.clock,
+      deadlines: new Deadlines(options.clock),
       attemptSettledLate: (attempt, outcome) => this.reportLate(attempt, outcome),
       attemptLogged: (attempt, message) => {
         const write = () => this.writeLog(attempt, message);
@@ -112,7 +116,7 @@ export class Dispatcher {
 
   /** Cancels the attempt of `subtaskId` if it runs in this process. */
   cancelLocal(subtaskId: number): void {
-    this.live.get(subtaskId)?.cancel();
+    this.live.find(subtaskId)?.cancel();
   }
 
   /** Stops claiming and resolves once every running attempt has ended. */
@@ -128,9 +132,9 @@ export class Dispatcher {
    * Starts a lane for every free slot that READY work can fill. A lane is one p-queue job (the
    * queue's concurrency is the engine's limit) that runs claimed subtasks one after another
    * until none is left: p-queue bounds what runs, and its cost (~3 µs an item, PERF-NOTES) is
-   * paid per lane, not per subtask.
+   * paid per lane, not per subtask. `now`: the clock, when the caller has just read it.
    */
-  pump(): void {
+  pump(now?: number): void {
     if (this.closed) return;
     if (this.claiming) {
       this.claimAgain = true;
@@ -141,7 +145,7 @@ export class Dispatcher {
     const { store, clock } = this.options;
     let claimed: Claim[] | Promise<Claim[]>;
     try {
-      claimed = store.claimReady({ executor: this.executor, limit: free, now: clock.now() });
+      claimed = store.claimReady({ executor: this.executor, limit: free, now: now ?? clock.now() });
     } catch (error) {
       this.claimFailed(error);
       return;
@@ -176,20 +180,50 @@ export class Dispatcher {
   /** Runs `first`, then whatever this lane can claim next, one at a time. */
   private async lane(first: Claim): Promise<void> {
     let claim: Claim | undefined = first;
+    // The clock, read once a turn: on a synchronous store, the end of one attempt, the claim of
+    // the next and its start are one synchronous stretch. Undefined once anything was awaited.
+    let now: number | undefined;
     try {
       while (claim) {
         this.inFlight++;
-        await this.runAttempt(claim);
+        const attempt = this.begin(claim);
+        if (attempt) {
+          try {
+            const outcome = await attempt.run('execute', now);
+            now = this.options.clock.now();
+            const ending = this.end(attempt, outcome, now);
+            if (ending) {
+              await ending;
+              now = undefined;
+            }
+          } catch (thrown) {
+            // Only a clock that throws gets here: end() logs its own failures.
+            this.live.remove(attempt);
+            this.bookkeepingFailed(claim, thrown);
+            now = undefined;
+          }
+        } else {
+          await this.runAttempt(claim);
+          now = undefined;
+        }
         this.inFlight--;
         if (this.retryWaitsForSlot) {
           this.retryWaitsForSlot = false;
           this.lookForRetries();
         }
-        if (performance.now() - this.lastYield >= YIELD_EVERY_MS) await this.yieldToEventLoop();
-        const next = this.claimNext();
-        claim = next instanceof Promise ? await next : next;
+        if (performance.now() - this.lastYield >= YIELD_EVERY_MS) {
+          await this.yieldToEventLoop();
+          now = undefined;
+        }
+        const next = this.claimNext(now);
+        if (next instanceof Promise) {
+          claim = await next;
+          now = undefined;
+        } else {
+          claim = next;
+        }
         // Work this lane does not take (a completion may unblock many) goes to other lanes.
-        if (this.lanes < this.options.concurrency) this.pump();
+        if (this.lanes < this.options.concurrency) this.pump(now);
       }
     } finally {
       this.lanes--;
@@ -213,11 +247,15 @@ export class Dispatcher {
     return this.yielding;
   }
 
-  private claimNext(): Claim | undefined | Promise<Claim | undefined> {
+  private claimNext(now: number | undefined): Claim | undefined | Promise<Claim | undefined> {
     if (this.closed) return undefined;
     const { store, clock } = this.options;
     try {
-      const claimed = store.claimReady({ executor: this.executor, limit: 1, now: clock.now() });
+      const claimed = store.claimReady({
+        executor: this.executor,
+        limit: 1,
+        now: now ?? clock.now(),
+      });
       if (!(claimed instanceof Promise)) return claimed[0];
       return claimed.then(
         (claims) => claims[0],
@@ -243,15 +281,7 @@ export class Dispatcher {
     const lease = this.leases?.hold(claim);
     try {
       if (this.unanswered.size > 0) await this.afterWritesOf(subtask);
-      if (this.host.listenerCount('subtask.started') > 0) {
-        this.host.emit('subtask.started', {
-          taskId: task.id,
-          subtaskId: subtask.id,
-          runTime: subtask.runTime,
-          attempt: claim.attempt,
-          executor: this.executor,
-        });
-      }
+      this.emitStarted(claim);
       const handler = this.options.handlers.get(subtask.className);
       if (subtask.operation === Operation.ROLLBACK) {
         await this.runRollback(claim, handler);
@@ -283,40 +313,122 @@ export class Dispatcher {
         return;
       }
       const attempt = new Attempt(this.attemptHost, claim, input, handler);
-      this.live.set(subtask.id, attempt);
+      this.live.add(attempt);
       const outcome = await attempt.run();
-      this.live.delete(subtask.id);
-      if (outcome.ok) {
-        // Inline and without needless awaits: this is the path every subtask takes.
-        if (attempt.logWrites) await attempt.logWrites;
-        const fence: AttemptFence = attempt;
-        const pending = this.options.store.completeAttempt(fence, {
-          input,
-          output: attempt.output(),
-          now: this.options.clock.now(),
-        });
-        this.succeeded(
-          fence,
-          pending instanceof Promise ? await this.writing(fence, pending) : pending,
-        );
-      } else if (!outcome.leaseLost) {
-        if (attempt.cancelHook) await attempt.cancelHook;
-        await this.persistFailure(claim, input, outcome.error, handler, attempt);
-      }
+      await this.end(attempt, outcome, this.options.clock.now());
     } catch (thrown) {
-      this.options.logger.error('attempt bookkeeping failed', {
-        taskId: task.id,
-        subtaskId: subtask.id,
-        error: toErrorInfo(thrown),
-      });
+      this.bookkeepingFailed(claim, thrown);
     } finally {
       if (lease) this.leases?.release(lease);
     }
   }
 
+  /**
+   * Starts the attempt of `claim` when nothing has to be awaited first: no lease to hold, no
+   * write to wait for, no merge, a handler, not a rollback. That is the path of almost every
+   * subtask, and it runs without an async frame of its own; the rest goes to
+   * {@link runAttempt}.
+   */
+  private begin(claim: Claim): Attempt | undefined {
+    const { subtask, input } = claim;
+    if (
+      this.leases ||
+      this.unanswered.size > 0 ||
+      input === undefined ||
+      subtask.operation === Operation.ROLLBACK
+    ) {
+      return undefined;
+    }
+    const handler = this.options.handlers.get(subtask.className);
+    if (!handler) return undefined;
+    this.emitStarted(claim);
+    const attempt = new Attempt(this.attemptHost, claim, input, handler);
+    this.live.add(attempt);
+    return attempt;
+  }
+
+  private emitStarted(claim: Claim): void {
+    if (this.host.listenerCount('subtask.started') === 0) return;
+    const { task, subtask } = claim;
+    this.host.emit('subtask.started', {
+      taskId: task.id,
+      subtaskId: subtask.id,
+      runTime: subtask.runTime,
+      attempt: claim.attempt,
+      executor: this.executor,
+    });
+  }
+
+  /**
+   * Records how an attempt ended. A success on a store that answers synchronously (the
+   * in-memory one) is recorded here without an await; anything else returns the promise of
+   * {@link endLater}. Never rejects: bookkeeping failures are logged.
+   */
+  private end(attempt: Attempt, outcome: AttemptOutcome, now: number): Promise<void> | undefined {
+    this.live.remove(attempt);
+    if (!outcome.ok || attempt.logWrites) return this.endLater(attempt, outcome, undefined);
+    try {
+      const result = this.complete(attempt, now);
+      if (result instanceof Promise) return this.endLater(attempt, outcome, result);
+      this.succeeded(attempt, result);
+    } catch (thrown) {
+      this.bookkeepingFailed(attempt.claim, thrown);
+    }
+    return undefined;
+  }
+
+  private async endLater(
+    attempt: Attempt,
+    outcome: AttemptOutcome,
+    pending: Promise<TransitionResult> | undefined,
+  ): Promise<void> {
+    try {
+      if (outcome.ok) {
+        if (!pending) {
+          if (attempt.logWrites) await attempt.logWrites;
+          const result = this.complete(attempt, this.options.clock.now());
+          if (!(result instanceof Promise)) {
+            this.succeeded(attempt, result);
+            return;
+          }
+          pending = result;
+        }
+        this.succeeded(attempt, await this.writing(attempt, pending));
+      } else if (!outcome.leaseLost) {
+        if (attempt.cancelHook) await attempt.cancelHook;
+        await this.persistFailure(
+          attempt.claim,
+          attempt.input,
+          outcome.error,
+          attempt.handler,
+          attempt,
+        );
+      }
+    } catch (thrown) {
+      this.bookkeepingFailed(attempt.claim, thrown);
+    }
+  }
+
+  /** Writes a successful attempt's result; the attempt is its own fence. */
+  private complete(attempt: Attempt, now: number): MaybePromise<TransitionResult> {
+    return this.options.store.completeAttempt(attempt, {
+      input: attempt.input,
+      output: attempt.output(),
+      now,
+    });
+  }
+
+  private bookkeepingFailed({ task, subtask }: Claim, thrown: unknown): void {
+    this.options.logger.error('attempt bookkeeping failed', {
+      taskId: task.id,
+      subtaskId: subtask.id,
+      error: toErrorInfo(thrown),
+    });
+  }
+
   /** The lease of an attempt of this engine is lost: it ends now and writes nothing. */
   private leaseLost(fence: AttemptFence): void {
-    const attempt = this.live.get(fence.subtaskId);
+    const attempt = this.live.find(fence.subtaskId);
     if (attempt?.runTime !== fence.runTime) return;
     attempt.loseLease();
     const { taskId, subtaskId, runTime } = fence;
@@ -330,7 +442,7 @@ export class Dispatcher {
   private async failReaped(claim: Claim): Promise<void> {
     const { subtask } = claim;
     // This engine's own attempt, when it stalled past its lease: it ends here too.
-    const local = this.live.get(subtask.id);
+    const local = this.live.find(subtask.id);
     if (local?.runTime === subtask.runTime) this.leaseLost(local);
     const message = `the lease of ${subtask.executor ?? 'its engine'} expired before the attempt ended`;
     const handler = this.options.handlers.get(subtask.className);
@@ -442,9 +554,9 @@ export class Dispatcher {
     let attempt: Attempt | undefined;
     if (handler?.rollback) {
       attempt = new Attempt(this.attemptHost, claim, input, handler);
-      this.live.set(fence.subtaskId, attempt);
+      this.live.add(attempt);
       outcome = await attempt.run('rollback');
-      this.live.delete(fence.subtaskId);
+      this.live.remove(attempt);
       if (!outcome.ok && outcome.leaseLost) return;
       if (attempt.cancelHook) await attempt.cancelHook;
       if (attempt.logWrites) await attempt.logWrites;

@@ -53,6 +53,8 @@ export class MemoryTask {
    * execution says so in its operation, CANCEL; a canceled rollback keeps ROLLBACK.)
    */
   private rollbackCanceled = false;
+  /** Changes the operation under way has reported (see {@link report}). */
+  private reported: StatusChange[] | undefined;
   private readonly count: Record<SubtaskStatus, number> = {
     PENDING: 0,
     READY: 0,
@@ -76,7 +78,7 @@ export class MemoryTask {
     for (let i = 0; i < size; i++) {
       const subtask = subtasks[i] as SubtaskRecord;
       this.waiting[i] = subtask.upstreams.length;
-      this.count[subtask.status]++;
+      this.tally(subtask.status, 1);
       if (subtask.status === SubtaskStatus.READY) this.ready.push(i);
     }
     this.audit.push({ taskId: task.id, operation: Operation.EXECUTE, ...creator });
@@ -122,7 +124,7 @@ export class MemoryTask {
   /** READY → RUNNING for `executor`. */
   claim(index: number, executor: string, now: number): SubtaskRecord {
     const subtask = this.subtasks[index] as SubtaskRecord;
-    this.move(index, SubtaskStatus.RUNNING, subtask.operation, undefined);
+    this.move(index, SubtaskStatus.RUNNING, subtask.operation, false);
     subtask.startTime = now;
     if (subtask.endTime !== undefined) subtask.endTime = undefined;
     subtask.executor = executor;
@@ -131,24 +133,23 @@ export class MemoryTask {
 
   /** The attempt of `index` succeeded (or its rollback did). */
   complete(index: number, input: ContextDelta, output: ContextDelta, now: number): StatusChange[] {
-    const changes: StatusChange[] = [];
     const subtask = this.subtasks[index] as SubtaskRecord;
     subtask.endTime = now;
     if (subtask.status === SubtaskStatus.CANCELING) {
-      this.endCanceled(index, changes);
+      this.endCanceled(index);
     } else if (this.rollingBack) {
       this.rollback[index] = NONE;
-      this.move(index, SubtaskStatus.PENDING, Operation.ROLLBACK, undefined);
+      this.move(index, SubtaskStatus.PENDING, Operation.ROLLBACK, false);
       this.releaseUpstreams(subtask);
     } else {
       this.inputs[index] = input;
       this.outputs[index] = output;
       // The attempt's own move is the caller's news already: only consequences are reported.
-      this.move(index, SubtaskStatus.SUCCESSFUL, subtask.operation, undefined);
+      this.move(index, SubtaskStatus.SUCCESSFUL, subtask.operation, false);
       this.releaseDownstreams(subtask);
     }
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   /**
@@ -163,25 +164,24 @@ export class MemoryTask {
     retryAt: number | undefined,
     now: number,
   ): { changes: StatusChange[]; retry: boolean } {
-    const changes: StatusChange[] = [];
     const subtask = this.subtasks[index] as SubtaskRecord;
     if (input !== undefined) this.inputs[index] = input;
     subtask.endTime = now;
     const retry =
       retryAt !== undefined && subtask.status === SubtaskStatus.RUNNING && !this.rollingBack;
     if (subtask.status === SubtaskStatus.CANCELING) {
-      this.endCanceled(index, changes, error);
+      this.endCanceled(index, error);
     } else if (retry) {
       subtask.runTime++;
       this.attempts[index] = (this.attempts[index] as number) + 1;
-      this.move(index, SubtaskStatus.READY, Operation.RETRY, undefined);
+      this.move(index, SubtaskStatus.READY, Operation.RETRY, false);
     } else {
       subtask.error = error;
       if (this.rollingBack) this.markRollbackFailed(index);
-      this.move(index, SubtaskStatus.FAILED, subtask.operation, undefined);
+      this.move(index, SubtaskStatus.FAILED, subtask.operation, false);
     }
-    this.settle(now, changes);
-    return { changes, retry };
+    this.settle(now);
+    return { changes: this.taken(), retry };
   }
 
   /** Retry task: FAILED and not rolling back → every FAILED subtask READY again. */
@@ -194,14 +194,13 @@ export class MemoryTask {
       );
     }
     this.refuseInRollback('retried');
-    const changes: StatusChange[] = [];
     this.subtasks.forEach((subtask, index) => {
-      if (subtask.status === SubtaskStatus.FAILED) this.rearm(index, changes);
+      if (subtask.status === SubtaskStatus.FAILED) this.rearm(index);
     });
-    this.resume(Operation.RETRY, now, changes);
+    this.resume(Operation.RETRY, now);
     this.audit.push({ taskId: record.id, operation: Operation.RETRY, actor, now });
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   /** Retry subtask: FAILED, not rolling back → READY. */
@@ -209,9 +208,8 @@ export class MemoryTask {
     const subtask = this.subtasks[index] as SubtaskRecord;
     this.requireStatus(subtask, SubtaskStatus.FAILED, 'retried');
     this.refuseInRollback('retried');
-    const changes: StatusChange[] = [];
-    this.rearm(index, changes);
-    this.resume(Operation.RETRY, now, changes);
+    this.rearm(index);
+    this.resume(Operation.RETRY, now);
     this.audit.push({
       taskId: this.record.id,
       subtaskId: subtask.id,
@@ -219,8 +217,8 @@ export class MemoryTask {
       actor,
       now,
     });
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   /**
@@ -237,35 +235,33 @@ export class MemoryTask {
         String(subtask.id),
       );
     }
-    const changes: StatusChange[] = [];
     let operation: Operation;
     if (this.rollingBack) {
       operation = Operation.ROLLBACK_SKIP;
       this.rollback[index] = NONE;
       this.failedRollbacks--;
-      this.move(index, SubtaskStatus.PENDING, operation, changes);
+      this.move(index, SubtaskStatus.PENDING, operation, true);
       this.releaseUpstreams(subtask);
-      this.resume(Operation.ROLLBACK, now, changes);
+      this.resume(Operation.ROLLBACK, now);
     } else {
       operation = Operation.SKIP;
       const input = this.inputs[index] ?? EMPTY_DELTA;
       this.inputs[index] = input;
       this.outputs[index] = input;
-      this.move(index, SubtaskStatus.SUCCESSFUL, operation, changes);
+      this.move(index, SubtaskStatus.SUCCESSFUL, operation, true);
       this.releaseDownstreams(subtask);
-      this.resume(Operation.SKIP, now, changes);
+      this.resume(Operation.SKIP, now);
     }
     this.audit.push({ taskId: this.record.id, subtaskId: subtask.id, operation, actor, now });
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   /** Cancel subtask: RUNNING → CANCELING; the attempt's end makes it FAILED. */
   cancelSubtask(index: number, { actor, now }: OperationRequest): StatusChange[] {
     const subtask = this.subtasks[index] as SubtaskRecord;
     this.requireStatus(subtask, SubtaskStatus.RUNNING, 'canceled');
-    const changes: StatusChange[] = [];
-    this.move(index, SubtaskStatus.CANCELING, this.cancelOperation(), changes);
+    this.move(index, SubtaskStatus.CANCELING, this.cancelOperation(), true);
     this.audit.push({
       taskId: this.record.id,
       subtaskId: subtask.id,
@@ -273,7 +269,7 @@ export class MemoryTask {
       actor,
       now,
     });
-    return changes;
+    return this.taken();
   }
 
   /**
@@ -290,18 +286,17 @@ export class MemoryTask {
         String(record.id),
       );
     }
-    const changes: StatusChange[] = [];
     const operation = this.cancelOperation();
     this.subtasks.forEach((subtask, index) => {
       if (subtask.status === SubtaskStatus.RUNNING) {
-        this.move(index, SubtaskStatus.CANCELING, operation, changes);
+        this.move(index, SubtaskStatus.CANCELING, operation, true);
       }
     });
     if (this.rollingBack) this.rollbackCanceled = true;
     else record.operation = Operation.CANCEL;
     this.audit.push({ taskId: record.id, operation: Operation.CANCEL, actor, now });
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   /**
@@ -333,10 +328,9 @@ export class MemoryTask {
         { target: String(prohibiting?.id ?? record.id) },
       );
     }
-    const changes: StatusChange[] = [];
     subtasks.forEach((subtask, index) => {
       if (subtask.status === SubtaskStatus.READY && subtask.startTime === undefined) {
-        this.move(index, SubtaskStatus.PENDING, subtask.operation, changes);
+        this.move(index, SubtaskStatus.PENDING, subtask.operation, true);
       }
     });
     this.eligible = new RingQueue<number>();
@@ -360,10 +354,10 @@ export class MemoryTask {
       if (subtask.status === SubtaskStatus.READY) this.ready.push(index);
       else this.eligible.push(index);
     });
-    this.resume(Operation.ROLLBACK, now, changes);
+    this.resume(Operation.ROLLBACK, now);
     this.audit.push({ taskId: record.id, operation: Operation.ROLLBACK, actor, now });
-    this.settle(now, changes);
-    return changes;
+    this.settle(now);
+    return this.taken();
   }
 
   private needsRollback(subtask: SubtaskRecord): boolean {
@@ -379,7 +373,7 @@ export class MemoryTask {
     return this.rollingBack ? Operation.ROLLBACK : Operation.CANCEL;
   }
 
-  private endCanceled(index: number, changes: StatusChange[], error?: ErrorInfo): void {
+  private endCanceled(index: number, error?: ErrorInfo): void {
     const subtask = this.subtasks[index] as SubtaskRecord;
     if (this.rollingBack) this.markRollbackFailed(index);
     subtask.error = error ?? {
@@ -387,15 +381,15 @@ export class MemoryTask {
       message: 'the attempt was canceled',
       code: ErrorCode.ATTEMPT_CANCELED,
     };
-    this.move(index, SubtaskStatus.FAILED, this.cancelOperation(), changes);
+    this.move(index, SubtaskStatus.FAILED, this.cancelOperation(), true);
   }
 
   /** FAILED → READY for a new round of attempts (operation RETRY, runTime + 1). */
-  private rearm(index: number, changes: StatusChange[]): void {
+  private rearm(index: number): void {
     const subtask = this.subtasks[index] as SubtaskRecord;
     subtask.runTime++;
     this.attempts[index] = 1;
-    this.move(index, SubtaskStatus.READY, Operation.RETRY, changes);
+    this.move(index, SubtaskStatus.READY, Operation.RETRY, true);
     this.ready.push(index);
   }
 
@@ -403,27 +397,28 @@ export class MemoryTask {
    * FAILED task → RUNNING with `operation`, unless failures still block it (they do not count
    * the FAILED subtasks a starting rollback is about to roll back).
    */
-  private resume(operation: Operation, now: number, changes: StatusChange[]): void {
+  private resume(operation: Operation, now: number): void {
     const { record } = this;
     if (record.status !== TaskStatus.FAILED) return;
     if (this.failures(operation === Operation.ROLLBACK) > 0) {
       if (operation === Operation.ROLLBACK) record.operation = operation;
       return;
     }
-    this.moveTask(TaskStatus.RUNNING, operation, now, changes);
+    this.moveTask(TaskStatus.RUNNING, operation, now);
     record.endTime = undefined;
   }
 
-  private releaseDownstreams(subtask: SubtaskRecord): void {
-    for (const id of subtask.downstreams) {
-      const down = id - this.firstId;
+  private releaseDownstreams({ downstreams }: SubtaskRecord): void {
+    // Indexed: for-of over the frozen id arrays takes V8's generic iterator, which allocates.
+    for (let i = 0; i < downstreams.length; i++) {
+      const down = (downstreams[i] as number) - this.firstId;
       if (--(this.waiting[down] as number) === 0) this.eligible.push(down);
     }
   }
 
-  private releaseUpstreams(subtask: SubtaskRecord): void {
-    for (const id of subtask.upstreams) {
-      const up = id - this.firstId;
+  private releaseUpstreams({ upstreams }: SubtaskRecord): void {
+    for (let i = 0; i < upstreams.length; i++) {
+      const up = (upstreams[i] as number) - this.firstId;
       if (this.rollback[up] !== AWAITING) continue;
       if (--(this.waiting[up] as number) === 0) this.eligible.push(up);
     }
@@ -448,20 +443,20 @@ export class MemoryTask {
   }
 
   /** Finishes the task when it is done, or promotes what waits for a READY slot. */
-  private settle(now: number, changes: StatusChange[]): void {
+  private settle(now: number): void {
     const { record, count } = this;
     if (record.status !== TaskStatus.RUNNING) return;
     const running = count.RUNNING + count.CANCELING;
     if (this.failures() > 0 || record.operation === Operation.CANCEL || this.rollbackCanceled) {
       if (running === 0) {
         this.rollbackCanceled = false;
-        this.moveTask(TaskStatus.FAILED, record.operation, now, changes);
+        this.moveTask(TaskStatus.FAILED, record.operation, now);
       }
       return;
     }
     const done = this.rollingBack ? count.PENDING : count.SUCCESSFUL;
     if (done === this.subtasks.length) {
-      this.moveTask(TaskStatus.SUCCESSFUL, record.operation, now, changes);
+      this.moveTask(TaskStatus.SUCCESSFUL, record.operation, now);
       return;
     }
     while (count.READY + running < this.concurrency && this.eligible.length > 0) {
@@ -470,28 +465,27 @@ export class MemoryTask {
       // A rollback is an execution of its own: a new runTime fences it and keys it.
       if (this.rollingBack) subtask.runTime++;
       if (subtask.status !== SubtaskStatus.READY) {
-        this.move(index, SubtaskStatus.READY, subtask.operation, changes);
+        this.move(index, SubtaskStatus.READY, subtask.operation, true);
       }
       this.ready.push(index);
     }
   }
 
-  /** Applies one subtask status move through the transition table and records it. */
-  private move(
-    index: number,
-    to: SubtaskStatus,
-    operation: Operation,
-    changes: StatusChange[] | undefined,
-  ): void {
+  /**
+   * Applies one subtask status move through the transition table; `reported` adds it to the
+   * changes the operation returns.
+   */
+  private move(index: number, to: SubtaskStatus, operation: Operation, reported: boolean): void {
     const subtask = this.subtasks[index] as SubtaskRecord;
     const from = subtask.status;
     assertSubtaskMove(subtask.id, from, to);
-    this.count[from]--;
-    this.count[to]++;
+    this.tally(from, -1);
+    this.tally(to, 1);
     subtask.status = to;
     subtask.operation = operation;
     if (to !== SubtaskStatus.FAILED && subtask.error !== undefined) subtask.error = undefined;
-    changes?.push({
+    if (!reported) return;
+    this.report({
       kind: 'subtask',
       taskId: this.record.id,
       subtaskId: subtask.id,
@@ -502,10 +496,53 @@ export class MemoryTask {
     });
   }
 
-  private moveTask(to: TaskStatus, operation: Operation, now: number, changes: StatusChange[]) {
+  /**
+   * Adds `delta` to the count of `status`. A switch of named stores: `count[status] += delta`
+   * with a variable key is a megamorphic keyed access, several times slower on the hot path.
+   */
+  private tally(status: SubtaskStatus, delta: number): void {
+    const { count } = this;
+    switch (status) {
+      case SubtaskStatus.PENDING:
+        count.PENDING += delta;
+        break;
+      case SubtaskStatus.READY:
+        count.READY += delta;
+        break;
+      case SubtaskStatus.RUNNING:
+        count.RUNNING += delta;
+        break;
+      case SubtaskStatus.CANCELING:
+        count.CANCELING += delta;
+        break;
+      case SubtaskStatus.FAILED:
+        count.FAILED += delta;
+        break;
+      case SubtaskStatus.SUCCESSFUL:
+        count.SUCCESSFUL += delta;
+        break;
+    }
+  }
+
+  /** Adds a change to those the current operation returns. */
+  private report(change: StatusChange): void {
+    // Most operations report one change or none: a one-element literal is exact, where a push
+    // onto an empty array reserves 17 slots.
+    if (this.reported) this.reported.push(change);
+    else this.reported = [change];
+  }
+
+  /** The changes the current operation reported, handed over to the caller. */
+  private taken(): StatusChange[] {
+    const changes = this.reported ?? [];
+    this.reported = undefined;
+    return changes;
+  }
+
+  private moveTask(to: TaskStatus, operation: Operation, now: number) {
     const { record } = this;
     assertTaskMove(record.id, record.status, to);
-    changes.push({ kind: 'task', taskId: record.id, from: record.status, to, operation });
+    this.report({ kind: 'task', taskId: record.id, from: record.status, to, operation });
     record.status = to;
     record.operation = operation;
     if (to !== TaskStatus.RUNNING) record.endTime = now;
