@@ -42,6 +42,7 @@ import {
   type StepResponse,
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
+import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
 import { applyMigrations } from './migration.js';
 import type { SqlDriver } from './sql-driver.js';
@@ -50,9 +51,6 @@ import {
   type PostgresStoreOptions,
   type ResolvedPostgresStoreOptions,
 } from './store-options.js';
-
-/** Most task shapes kept in memory for claims (what never changes of a task). */
-const SHAPE_CACHE_SIZE = 64;
 
 /** Turns a refusal raised by the SQL functions (SQLSTATE DG000) into a {@link DagopsError}. */
 function translate(error: unknown): unknown {
@@ -94,7 +92,7 @@ export class PostgresStore implements Store {
   readonly options: ResolvedPostgresStoreOptions;
   private readonly schema: string;
   /** What never changes of the tasks this engine claims from, most recently used last. */
-  private readonly shapes = new Map<number, TaskShape>();
+  private readonly shapes = new ShapeCache();
   /** Shapes being read: the claims of one task that arrive together share one read. */
   private readonly loadingShapes = new Map<number, Promise<TaskShape>>();
   private readonly batcher: StepBatcher;
@@ -530,13 +528,7 @@ export class PostgresStore implements Store {
   }
 
   private remember(shape: TaskShape): TaskShape {
-    this.shapes.delete(shape.task.id);
-    if (this.shapes.size >= SHAPE_CACHE_SIZE) {
-      const oldest = this.shapes.keys().next();
-      if (!oldest.done) this.shapes.delete(oldest.value);
-    }
-    this.shapes.set(shape.task.id, shape);
-    return shape;
+    return this.shapes.set(shape);
   }
 
   /** A NOTIFY on the schema's channel: 'w' work, 'r' retry, 'c' cancel, 't<id>' finished. */
