@@ -2,6 +2,7 @@ import type { SqlDriver } from './sql-driver.js';
 import { migration001 } from './migrations/001-init.js';
 import { migration002 } from './migrations/002-id-blocks.js';
 import { migration003 } from './migrations/003-quiet-alone.js';
+import { migration004 } from './migrations/004-claim-many-tasks.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -14,7 +15,12 @@ export interface Migration {
 }
 
 /** Every migration, oldest first. */
-export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003];
+export const MIGRATIONS: readonly Migration[] = [
+  migration001,
+  migration002,
+  migration003,
+  migration004,
+];
 
 /** Advisory lock key (first half) under which migrations are applied. */
 const MIGRATION_LOCK = 7290100;
