@@ -16,7 +16,12 @@ export const migration004: Migration = {
   name: 'claim many tasks',
   sql: (S) => `
 CREATE OR REPLACE FUNCTION ${S}.claim(p_executor text, p_limit int, p_now int8, p_lease_ms int,
-  p_wait bool) RETURNS jsonb LANGUAGE plpgsql AS $$
+  p_wait bool) RETURNS jsonb LANGUAGE plpgsql
+-- The candidates are read in round-robin order from the tasks_running index and the scan stops
+-- at p_limit. A bitmap scan would read every entry first, dead ones included (every claim moves
+-- a served task to the back of the round robin, leaving a dead entry at the front until
+-- vacuum): with 8,000 tasks running, 62,000 entries and 16 ms a claim.
+SET enable_bitmapscan = off AS $$
 DECLARE
   v_tasks int8[];
   v_locked int8[];
