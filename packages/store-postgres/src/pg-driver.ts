@@ -12,10 +12,34 @@ export interface PgDriverOptions {
 /** Milliseconds between attempts to re-establish a lost LISTEN connection. */
 const RELISTEN_MS = 1000;
 
+/** Most distinct statements prepared by name (per connection, by the server); others are not. */
+export const MAX_PREPARED = 256;
+const preparedNames = new Map<string, string>();
+
+/**
+ * The name under which `text` is prepared: a statement the store runs again and again is parsed
+ * and planned once per connection instead of at every call. Statements beyond
+ * {@link MAX_PREPARED} distinct texts (a caller building SQL with values inlined) stay unnamed,
+ * so that no connection accumulates prepared statements without bound.
+ */
+function preparedName(text: string): string | undefined {
+  let name = preparedNames.get(text);
+  if (name === undefined && preparedNames.size < MAX_PREPARED) {
+    name = `dagops_${preparedNames.size}`;
+    preparedNames.set(text, name);
+  }
+  return name;
+}
+
 function queryable(client: pg.Pool | pg.PoolClient): SqlQueryable {
   return {
     async query<R>(text: string, params?: readonly unknown[]): Promise<SqlResult<R>> {
-      const result = await client.query(text, params as unknown[] | undefined);
+      const values = params as unknown[] | undefined;
+      const name = values === undefined ? undefined : preparedName(text);
+      const result =
+        name === undefined || values === undefined
+          ? await client.query(text, values)
+          : await client.query({ name, text, values });
       return { rows: result.rows as R[] };
     },
     async exec(text: string): Promise<void> {
