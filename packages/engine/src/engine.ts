@@ -117,6 +117,11 @@ export class Engine extends SafeEmitter<EngineEvents> {
   /** A task in OCP's wire shape. @throws DagopsError 20000 when unknown. */
   async getTask(taskId: number): Promise<TaskJson> {
     const { store } = this.options;
+    if (store.readTask) {
+      const read = await store.readTask(taskId);
+      if (!read) throw notFound(`task ${taskId}`);
+      return toTaskJson(read.task, read.subtasks, this.jsonOptions());
+    }
     const task = await store.getTask(taskId);
     if (!task) throw notFound(`task ${taskId}`);
     return toTaskJson(task, await store.listSubtasks(taskId), this.jsonOptions());

@@ -57,6 +57,7 @@ export type {
   TransitionResult,
   LogEntry,
   SubtaskContexts,
+  TaskSnapshot,
   AuditEntry,
   OperationRequest,
   MaybePromise,

@@ -17,6 +17,7 @@ import type {
   StatusChange,
   Store,
   SubtaskContexts,
+  TaskSnapshot,
   TransitionResult,
 } from './store.js';
 import type { SubtaskRecord, TaskRecord } from './task.js';
@@ -60,6 +61,11 @@ export class MemoryStore implements Store {
   listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
     const task = this.tasks.get(taskId);
     return Promise.resolve(task ? task.subtasks.map((subtask) => ({ ...subtask })) : []);
+  }
+
+  async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
+    const task = await this.getTask(taskId);
+    return task ? { task, subtasks: await this.listSubtasks(taskId) } : undefined;
   }
 
   getSubtaskContexts(taskId: number, subtaskId: number): Promise<SubtaskContexts | undefined> {

@@ -10,6 +10,12 @@ import type { SubtaskRecord, TaskRecord } from './task.js';
  */
 export type MaybePromise<T> = T | Promise<T>;
 
+/** A task with its subtasks in `seriesId` order, as {@link Store.readTask} answers. */
+export interface TaskSnapshot {
+  readonly task: TaskRecord;
+  readonly subtasks: SubtaskRecord[];
+}
+
 /** Ids reserved for one task: the task id and a block of consecutive subtask ids. */
 export interface ReservedIds {
   readonly taskId: number;
@@ -159,6 +165,12 @@ export interface Store {
   getTask(taskId: number): Promise<TaskRecord | undefined>;
   /** A task's subtasks in `seriesId` order; empty when the task is unknown. */
   listSubtasks(taskId: number): Promise<SubtaskRecord[]>;
+  /**
+   * A task and its subtasks in one read (one round trip, one consistent state), or undefined
+   * when the task is unknown. Optional: without it, readers call {@link getTask} and
+   * {@link listSubtasks}.
+   */
+  readTask?(taskId: number): Promise<TaskSnapshot | undefined>;
   /** A subtask's saved input and output; undefined when unknown. */
   getSubtaskContexts(taskId: number, subtaskId: number): Promise<SubtaskContexts | undefined>;
   /**

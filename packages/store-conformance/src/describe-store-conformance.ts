@@ -451,6 +451,25 @@ export function describeStoreConformance(name: string, open: OpenStore): void {
       expect(await store.listAudit(task.id + 1)).toEqual([]);
     });
 
+    it('reads a task with its subtasks in one call as getTask and listSubtasks do', async () => {
+      const { store } = await fresh();
+      if (!store.readTask) return;
+      const expanded = await addTask(store, template(['a', 'b'], ['a>b']));
+      const [a] = await claim(store);
+      if (!a) throw new Error('nothing claimed');
+      await store.completeAttempt(fenceOf(a), {
+        input: {},
+        output: { stringMap: { k: '1' } },
+        now: NOW,
+      });
+      expect(await store.readTask(expanded.task.id)).toEqual({
+        task: await store.getTask(expanded.task.id),
+        subtasks: await store.listSubtasks(expanded.task.id),
+      });
+      expect(await store.readTask(expanded.task.id + 1)).toBeUndefined();
+      expect(await store.readTask(0)).toBeUndefined();
+    });
+
     it('saves the task and its subtasks as expanded, and hands out copies', async () => {
       const { store } = await fresh();
       const tpl = template(['a', 'b'], ['a>b'], {}, { splitKey: 'hosts' });

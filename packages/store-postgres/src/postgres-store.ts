@@ -20,6 +20,7 @@ import {
   type SubtaskContexts,
   type SubtaskRecord,
   type TaskRecord,
+  type TaskSnapshot,
   type TransitionResult,
 } from '@dagops/engine';
 import {
@@ -272,6 +273,21 @@ export class PostgresStore implements Store {
       [taskId],
     );
     return rows[0]?.s ?? [];
+  }
+
+  async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
+    if (!isId(taskId)) return undefined;
+    const { rows } = await this.driver.query<{ t: TaskRow; s: SubtaskRecord[] }>(
+      `SELECT row_to_json(t) AS t, (
+         SELECT coalesce(jsonb_agg(${SUBTASK_RECORD_SQL} ORDER BY x.id), '[]')
+         FROM ${this.schema}.subtasks x
+         WHERE x.id BETWEEN t.first_subtask_id AND t.first_subtask_id + t.subtask_count - 1) AS s
+       FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
+             WHERE id = $1) t`,
+      [taskId],
+    );
+    const row = rows[0];
+    return row ? { task: toTaskRecord(row.t), subtasks: row.s } : undefined;
   }
 
   async getSubtaskContexts(

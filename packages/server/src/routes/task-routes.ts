@@ -106,11 +106,12 @@ export function registerTaskRoutes(app: FastifyInstance, context: ServiceContext
       const taskId = pathId(request.params.id, 'id');
       const cached = finished.get(taskId);
       if (cached) return context.ok(request, reply, cached);
-      // The task and its subtasks in parallel: one round trip of latency, not two.
-      const [task, subtasks] = await Promise.all([
-        engine.store.getTask(taskId),
-        engine.store.listSubtasks(taskId),
-      ]);
+      // The task and its subtasks in one read where the store can (one statement), else in
+      // parallel: one round trip of latency, not two.
+      const { store } = engine;
+      const [task, subtasks] = store.readTask
+        ? await store.readTask(taskId).then((read) => [read?.task, read?.subtasks ?? []] as const)
+        : await Promise.all([store.getTask(taskId), store.listSubtasks(taskId)]);
       if (!task) {
         throw new DagopsError(ErrorCode.TASK_NOT_FOUND, `task ${taskId} does not exist`, {
           target: 'id',
