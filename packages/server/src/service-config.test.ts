@@ -9,6 +9,7 @@ describe('configFromEnv', () => {
       dataDir: '/srv/app/.dagops',
       databaseUrl: undefined,
       databasePoolSize: 16,
+      databasePrepare: true,
       schema: 'dagops',
       demoHosts: 3,
       agent: 'local',
@@ -56,7 +57,12 @@ describe('configFromEnv', () => {
     });
   });
 
+  it('turns prepared statements off on request', () => {
+    expect(configFromEnv({ DAGOPS_DB_PREPARE: 'off' }).databasePrepare).toBe(false);
+  });
+
   it.each([
+    ['DAGOPS_DB_PREPARE', 'no', 'DAGOPS_DB_PREPARE must be one of on, off, got "no"'],
     ['PORT', '8080.5', 'PORT must be an integer in 0..65535, got "8080.5"'],
     ['PORT', ' 80', 'PORT must be an integer in 0..65535, got " 80"'],
     [

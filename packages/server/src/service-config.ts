@@ -23,6 +23,11 @@ export interface ServiceConfig {
   readonly databaseUrl: string | undefined;
   /** Connections of the pool to `databaseUrl`. */
   readonly databasePoolSize: number;
+  /**
+   * Prepare repeated statements by name on `databaseUrl`'s connections; off behind a proxy that
+   * pools per transaction without tracking prepared statements (PgBouncer before 1.21).
+   */
+  readonly databasePrepare: boolean;
   /** Schema of the engine's store; the service's own tables go in `<schema>_server`. */
   readonly schema: string;
   /** Demo hosts 1..N registered (and, with the local agent, their processes started). */
@@ -104,7 +109,8 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
  * | `DAGOPS_DEMO_HOSTS` | 3 |
  * | `DAGOPS_ADMIN_USER` / `DAGOPS_ADMIN_PASSWORD` | `admin` / generated |
  *
- * and `DAGOPS_AGENT`, `DAGOPS_DB_SCHEMA`, `DAGOPS_DB_POOL_SIZE`, `DAGOPS_MAX_BATCH_HOSTS`,
+ * and `DAGOPS_AGENT`, `DAGOPS_DB_SCHEMA`, `DAGOPS_DB_POOL_SIZE`, `DAGOPS_DB_PREPARE`,
+ * `DAGOPS_MAX_BATCH_HOSTS`,
  * `DAGOPS_BODY_LIMIT_BYTES`, `DAGOPS_LOG_LEVEL`, `DAGOPS_ENGINE_CONCURRENCY`,
  * `DAGOPS_STOP_GRACE_MS`, `DAGOPS_SHUTDOWN_TIMEOUT_MS`, `DAGOPS_TASK_CACHE_SIZE` (see
  * docs/service.md).
@@ -146,6 +152,7 @@ export function configFromEnv(env: Env, cwd = process.cwd()): ServiceConfig {
     dataDir: resolve(cwd, read(env, 'DAGOPS_DATA_DIR') ?? '.dagops'),
     databaseUrl,
     databasePoolSize: integer(env, 'DAGOPS_DB_POOL_SIZE', 16, 1, 1000),
+    databasePrepare: oneOf(env, 'DAGOPS_DB_PREPARE', ['on', 'off'] as const, 'on') === 'on',
     schema,
     demoHosts: integer(env, 'DAGOPS_DEMO_HOSTS', 3, 0, 1_000_000),
     agent: oneOf(env, 'DAGOPS_AGENT', Object.values(AgentKind), AgentKind.LOCAL),

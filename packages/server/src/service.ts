@@ -60,7 +60,10 @@ export async function startService(
   const driver: SqlDriver =
     config.databaseUrl === undefined
       ? await createPgliteDriver(join(config.dataDir, 'pgdata'))
-      : createPgDriver(config.databaseUrl, { maxConnections: config.databasePoolSize });
+      : createPgDriver(config.databaseUrl, {
+          maxConnections: config.databasePoolSize,
+          prepareStatements: config.databasePrepare,
+        });
   const cleanups: { readonly step: string; readonly run: () => Promise<unknown> }[] = [];
   let log: FastifyInstance['log'] | undefined;
   const undo = async () => {

@@ -43,4 +43,19 @@ describe.skipIf(!reachable)('pg driver on PostgreSQL', () => {
       { [`v${last}`]: 7 },
     ]);
   });
+
+  it('prepares nothing when told not to (behind a transaction-pooling proxy)', async () => {
+    const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
+    const driver = createPgDriver(pool, { prepareStatements: false });
+    onTestFinished(async () => {
+      await driver.close();
+      await pool.end();
+    });
+    for (let i = 0; i < 3; i++) await driver.query('SELECT $1::int AS n /* unprepared */', [i]);
+    const { rows } = await driver.query<{ n: string }>(
+      'SELECT count(*)::text AS n FROM pg_prepared_statements',
+      [],
+    );
+    expect(rows).toEqual([{ n: '0' }]);
+  });
 });

@@ -5,6 +5,13 @@ import type { SqlDriver, SqlQueryable, SqlResult } from './sql-driver.js';
 export interface PgDriverOptions {
   /** Most connections of the pool the driver creates (not of a pool it is handed). @default 8 */
   readonly maxConnections?: number;
+  /**
+   * Prepare the statements the store runs again and again by name, once per connection (parsed
+   * and planned once). Turn it off behind a proxy that pools connections per transaction and
+   * does not track prepared statements (PgBouncer in transaction mode before 1.21).
+   * @default true
+   */
+  readonly prepareStatements?: boolean;
   /** Where a lost LISTEN connection is reported before it reconnects. @default console.warn */
   readonly onListenError?: (error: unknown) => void;
 }
@@ -31,11 +38,11 @@ function preparedName(text: string): string | undefined {
   return name;
 }
 
-function queryable(client: pg.Pool | pg.PoolClient): SqlQueryable {
+function queryable(client: pg.Pool | pg.PoolClient, prepare: boolean): SqlQueryable {
   return {
     async query<R>(text: string, params?: readonly unknown[]): Promise<SqlResult<R>> {
       const values = params as unknown[] | undefined;
-      const name = values === undefined ? undefined : preparedName(text);
+      const name = values === undefined || !prepare ? undefined : preparedName(text);
       const result =
         name === undefined || values === undefined
           ? await client.query(text, values)
@@ -61,6 +68,7 @@ export function createPgDriver(
   options: PgDriverOptions = {},
 ): SqlDriver {
   const owned = typeof connection === 'string';
+  const prepare = options.prepareStatements ?? true;
   const pool =
     typeof connection === 'string'
       ? new pg.Pool({ connectionString: connection, max: options.maxConnections ?? 8 })
@@ -117,12 +125,12 @@ export function createPgDriver(
   };
 
   return {
-    ...queryable(pool),
+    ...queryable(pool, prepare),
     async transaction<T>(fn: (tx: SqlQueryable) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       try {
         await client.query('BEGIN');
-        const result = await fn(queryable(client));
+        const result = await fn(queryable(client, prepare));
         await client.query('COMMIT');
         return result;
       } catch (error) {

@@ -59,6 +59,7 @@ export async function startE2eService(
     dataDir,
     databaseUrl,
     databasePoolSize: 8,
+    databasePrepare: true,
     schema,
     demoHosts: 3,
     agent: AgentKind.LOCAL,
