@@ -20,6 +20,8 @@ import type { Template, TemplateNode } from '../template.js';
 import { Attempt, type AttemptHost, type AttemptOutcome } from './attempt.js';
 import { Deadlines } from './deadlines.js';
 import { LiveAttempts } from './live-attempts.js';
+import { UnansweredWrites } from './unanswered-writes.js';
+import { WakeTimer } from './wake-timer.js';
 import { LeaseKeeper, leases } from './lease-keeper.js';
 
 /** Most busy time, in ms, between two chances for timers and I/O to run (see yieldToEventLoop). */
@@ -50,17 +52,12 @@ export class Dispatcher {
   private claiming = false;
   private claimAgain = false;
   private closed = false;
-  private wakeAt: number | undefined;
-  private wakeTimer: unknown;
+  private readonly wakeTimer: WakeTimer;
   /** A retry fell due while every slot was busy: the next attempt to end looks for retries. */
   private retryWaitsForSlot = false;
   private readonly attemptHost: AttemptHost;
-  /**
-   * Writes an asynchronous store has not answered yet, by subtask id. What they make claimable
-   * (a retry, a downstream) may be claimed by another lane before their events are emitted;
-   * such a claim waits for them, so that every subtask's events stay in order.
-   */
-  private readonly unanswered = new Map<number, Promise<unknown>>();
+  /** Writes of an asynchronous store not answered yet: later claims keep events in order. */
+  private readonly unanswered = new UnansweredWrites();
   /** When the lanes last let the event loop run (real time, `performance.now()`). */
   private lastYield = performance.now();
   private yielding: Promise<void> | undefined;
@@ -74,6 +71,7 @@ export class Dispatcher {
     private readonly host: DispatcherHost,
   ) {
     this.queue = new PQueue({ concurrency: options.concurrency });
+    this.wakeTimer = new WakeTimer(options.clock, () => this.lookForRetries());
     this.attemptHost = {
       clock: options.clock,
       deadlines: new Deadlines(options.clock),
@@ -122,8 +120,7 @@ export class Dispatcher {
   /** Stops claiming and resolves once every running attempt has ended. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.wakeTimer !== undefined) this.options.clock.clearTimeout(this.wakeTimer);
-    this.wakeTimer = undefined;
+    this.wakeTimer.stop();
     await this.queue.onIdle();
     this.leases?.close();
   }
@@ -273,14 +270,14 @@ export class Dispatcher {
   private claimFailed(error: unknown): void {
     const { logger, clock } = this.options;
     logger.error('claiming work failed; retrying in 1 s', { error: toErrorInfo(error) });
-    this.wakeUpAt(clock.now() + 1000);
+    this.wakeTimer.wakeAt(clock.now() + 1000);
   }
 
   private async runAttempt(claim: Claim): Promise<void> {
     const { task, subtask } = claim;
     const lease = this.leases?.hold(claim);
     try {
-      if (this.unanswered.size > 0) await this.afterWritesOf(subtask);
+      if (this.unanswered.any) await this.unanswered.before(subtask);
       this.emitStarted(claim);
       const handler = this.options.handlers.get(subtask.className);
       if (subtask.operation === Operation.ROLLBACK) {
@@ -333,7 +330,7 @@ export class Dispatcher {
     const { subtask, input } = claim;
     if (
       this.leases ||
-      this.unanswered.size > 0 ||
+      this.unanswered.any ||
       input === undefined ||
       subtask.operation === Operation.ROLLBACK
     ) {
@@ -393,7 +390,7 @@ export class Dispatcher {
           }
           pending = result;
         }
-        this.succeeded(attempt, await this.writing(attempt, pending));
+        this.succeeded(attempt, await this.unanswered.writing(attempt, pending));
       } else if (!outcome.leaseLost) {
         if (attempt.cancelHook) await attempt.cancelHook;
         await this.persistFailure(
@@ -456,7 +453,7 @@ export class Dispatcher {
         const error = { name: 'LeaseLostError', message, code: ErrorCode.ATTEMPT_LEASE_LOST };
         await this.writeLog(ref, `rollback failed [${error.code}]: ${message}`);
         const now = this.options.clock.now();
-        const result = await this.writing(
+        const result = await this.unanswered.writing(
           fence,
           Promise.resolve(this.options.store.failAttempt(fence, { input: undefined, error, now })),
         );
@@ -519,7 +516,8 @@ export class Dispatcher {
       ...(retry ? { retryAt: now + delay } : {}),
       now,
     });
-    const result = pending instanceof Promise ? await this.writing(fence, pending) : pending;
+    const result =
+      pending instanceof Promise ? await this.unanswered.writing(fence, pending) : pending;
     const ref = { taskId: task.id, subtaskId: subtask.id, runTime: fence.runTime };
     if (!result.accepted) {
       this.reportLate(ref, { ok: false, error });
@@ -530,7 +528,7 @@ export class Dispatcher {
         error,
         retryDelayMs: delay,
       });
-      this.wakeUpAt(now + delay);
+      this.wakeTimer.wakeAt(now + delay);
     } else if (canceled) {
       this.host.emit('subtask.canceled', ref);
     } else {
@@ -582,37 +580,6 @@ export class Dispatcher {
     this.host.applied(result.changes);
   }
 
-  /** Awaits a store write, registered in {@link unanswered} until the caller emitted its events. */
-  private async writing<T>(fence: AttemptFence, pending: Promise<T>): Promise<T> {
-    const settled = pending.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.unanswered.set(fence.subtaskId, settled);
-    try {
-      return await pending;
-    } finally {
-      // The caller emits right after this resumes; claims waiting on `settled` resume later.
-      if (this.unanswered.get(fence.subtaskId) === settled) this.unanswered.delete(fence.subtaskId);
-    }
-  }
-
-  /** Waits for unanswered writes about a claimed subtask or its upstreams (async stores only). */
-  private async afterWritesOf(subtask: Claim['subtask']): Promise<void> {
-    const waits: Promise<unknown>[] = [];
-    const own = this.unanswered.get(subtask.id);
-    if (own) waits.push(own);
-    for (const id of subtask.upstreams) {
-      const upstream = this.unanswered.get(id);
-      if (upstream) waits.push(upstream);
-    }
-    if (waits.length > 0) {
-      await Promise.all(waits);
-      // Let the writers' continuations (which emit) run first.
-      await Promise.resolve();
-    }
-  }
-
   private fenceOf({ task, subtask }: Claim): AttemptFence {
     return {
       taskId: task.id,
@@ -656,22 +623,6 @@ export class Dispatcher {
     return index.get(key);
   }
 
-  /** Makes sure the engine looks for work again at `at` (a retry falling due). */
-  private wakeUpAt(at: number): void {
-    if (this.closed || (this.wakeAt !== undefined && this.wakeAt <= at)) return;
-    const { clock } = this.options;
-    if (this.wakeTimer !== undefined) clock.clearTimeout(this.wakeTimer);
-    this.wakeAt = at;
-    this.wakeTimer = clock.setTimeout(
-      () => {
-        this.wakeAt = undefined;
-        this.wakeTimer = undefined;
-        this.lookForRetries();
-      },
-      Math.max(0, at - clock.now()),
-    );
-  }
-
   /** Claims what is due, then makes sure the engine wakes up for the next retry. */
   lookForRetries(): void {
     this.pump();
@@ -683,7 +634,7 @@ export class Dispatcher {
         this.retryWaitsForSlot = true;
         return;
       }
-      this.wakeUpAt(next);
+      this.wakeTimer.wakeAt(next);
     });
   }
 }
