@@ -8,30 +8,12 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { MAX_SUBTASK_BLOCK, MAX_TASK_BLOCK } from './internal/id-blocks.js';
 import { createPgliteDriver } from './pglite-driver.js';
 import { PostgresStore } from './postgres-store.js';
-import type { SqlDriver } from './sql-driver.js';
-
-/** `driver`, counting reservations in the database. */
-function counting(driver: SqlDriver): { driver: SqlDriver; reservations: () => number } {
-  let reservations = 0;
-  return {
-    driver: {
-      query(text, params) {
-        if (text.includes('.reserve_blocks(')) reservations++;
-        return driver.query(text, params);
-      },
-      exec: (text) => driver.exec(text),
-      transaction: (fn) => driver.transaction(fn),
-      listen: (channel, onNotify) => driver.listen(channel, onNotify),
-      close: () => driver.close(),
-    },
-    reservations: () => reservations,
-  };
-}
+import { countingQueries } from './test-support/databases.js';
 
 async function twoStores() {
   const db = await PGlite.create();
-  const a = counting(await createPgliteDriver(db));
-  const b = counting(await createPgliteDriver(db));
+  const a = countingQueries(await createPgliteDriver(db), '.reserve_blocks(');
+  const b = countingQueries(await createPgliteDriver(db), '.reserve_blocks(');
   const stores = [await PostgresStore.open(a.driver), await PostgresStore.open(b.driver)] as const;
   onTestFinished(async () => {
     for (const store of stores) await store.close();
@@ -53,7 +35,7 @@ describe('ids from blocks', () => {
     for (let i = 0; i < 1000; i++) await stores[0].reserveIds(3);
     // Blocks double up to MAX_TASK_BLOCK tasks: 1 + 2 + 4 + … + 64 = 127, then 64 at a time.
     const expected = Math.log2(MAX_TASK_BLOCK) + 1 + Math.ceil((1000 - 127) / MAX_TASK_BLOCK);
-    expect(counters[0].reservations()).toBe(expected);
+    expect(counters[0].count()).toBe(expected);
   });
 
   it('gives a task larger than any block consecutive ids of its own', async () => {

@@ -12,6 +12,7 @@ import { PostgresStore } from './postgres-store.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
   batchStopTemplate,
+  countingQueries,
   dropSchema,
   freshSchema,
   hostIds,
@@ -22,22 +23,6 @@ import {
 
 const reachable = await postgresReachable();
 
-/** `driver`, counting the statements that read a task's shape. */
-function countingShapeReads(driver: SqlDriver): { driver: SqlDriver; reads: () => number } {
-  let reads = 0;
-  const counted: SqlDriver = {
-    query(text, params) {
-      if (text.includes('.task_shape(')) reads++;
-      return driver.query(text, params);
-    },
-    exec: (text) => driver.exec(text),
-    transaction: (fn) => driver.transaction(fn),
-    listen: (channel, onNotify) => driver.listen(channel, onNotify),
-    close: () => driver.close(),
-  };
-  return { driver: counted, reads: () => reads };
-}
-
 type OpenDrivers = () => Promise<[SqlDriver, SqlDriver, string | undefined]>;
 
 function describeShapeReads(name: string, open: OpenDrivers) {
@@ -46,7 +31,7 @@ function describeShapeReads(name: string, open: OpenDrivers) {
       const [submitting, joining, schema] = await open();
       const options = schema === undefined ? {} : { schema };
       const owner = await PostgresStore.open(submitting, options);
-      const counted = countingShapeReads(joining);
+      const counted = countingQueries(joining, '.task_shape(');
       const other = await PostgresStore.open(counted.driver, options);
       onTestFinished(async () => {
         await other.close();
@@ -71,10 +56,10 @@ function describeShapeReads(name: string, open: OpenDrivers) {
         expect(claim.subtask.nodeKey).toBe(saved?.nodeKey);
         expect(claim.subtask.downstreams).toEqual(saved?.downstreams);
       }
-      expect(counted.reads()).toBe(1);
+      expect(counted.count()).toBe(1);
       // Kept afterwards: later claims of the task read nothing more.
       await other.claimReady({ executor: 'joining', limit: 1, now: Date.now() });
-      expect(counted.reads()).toBe(1);
+      expect(counted.count()).toBe(1);
     });
   });
 }

@@ -13,6 +13,7 @@ import {
   type Template,
 } from '@dagops/engine';
 import pg from 'pg';
+import type { SqlDriver } from '../sql-driver.js';
 
 /** The PostgreSQL the tests use. */
 export const TEST_DATABASE_URL =
@@ -133,4 +134,25 @@ export async function insertTask(
   });
   await store.insertTask(expanded, { actor: 'test', now });
   return expanded;
+}
+
+/** `driver`, counting the statements whose text contains `needle` (say, one SQL function). */
+export function countingQueries(
+  driver: SqlDriver,
+  needle: string,
+): { driver: SqlDriver; count: () => number } {
+  let count = 0;
+  return {
+    driver: {
+      query(text, params) {
+        if (text.includes(needle)) count++;
+        return driver.query(text, params);
+      },
+      exec: (text) => driver.exec(text),
+      transaction: (fn) => driver.transaction(fn),
+      listen: (channel, onNotify) => driver.listen(channel, onNotify),
+      close: () => driver.close(),
+    },
+    count: () => count,
+  };
 }
