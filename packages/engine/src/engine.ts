@@ -12,6 +12,7 @@ import { SafeEmitter } from './internal/safe-emitter.js';
 import { Operation, SubtaskStatus, TaskStatus, TaskType } from './status.js';
 import type { AuditEntry, LogEntry, OperationRequest, StatusChange } from './store.js';
 import type { TaskJson } from './task.js';
+import { readTask } from './read-task.js';
 import { toTaskJson } from './task-json.js';
 import { validateTemplate } from './validate-template.js';
 
@@ -116,15 +117,9 @@ export class Engine extends SafeEmitter<EngineEvents> {
 
   /** A task in OCP's wire shape. @throws DagopsError 20000 when unknown. */
   async getTask(taskId: number): Promise<TaskJson> {
-    const { store } = this.options;
-    if (store.readTask) {
-      const read = await store.readTask(taskId);
-      if (!read) throw notFound(`task ${taskId}`);
-      return toTaskJson(read.task, read.subtasks, this.jsonOptions());
-    }
-    const task = await store.getTask(taskId);
-    if (!task) throw notFound(`task ${taskId}`);
-    return toTaskJson(task, await store.listSubtasks(taskId), this.jsonOptions());
+    const read = await readTask(this.options.store, taskId);
+    if (!read) throw notFound(`task ${taskId}`);
+    return toTaskJson(read.task, read.subtasks, this.jsonOptions());
   }
 
   /** A subtask's log lines, oldest first. @throws DagopsError 20000 when the pair is unknown. */

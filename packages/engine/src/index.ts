@@ -47,6 +47,7 @@ export type { ErrorInfo } from './error-info.js';
 export { EMPTY_DELTA, mergeUpstreamOutputs, applyWrites, resolveContext } from './context.js';
 export type { ContextDelta, ContextConflict, MergeResult } from './context.js';
 export { MemoryStore } from './memory-store.js';
+export { readTask } from './read-task.js';
 export type {
   Store,
   ReservedIds,

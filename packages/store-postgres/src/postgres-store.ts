@@ -266,10 +266,7 @@ export class PostgresStore implements Store {
   async listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
     if (!isId(taskId)) return [];
     const { rows } = await this.driver.query<{ s: SubtaskRecord[] }>(
-      `SELECT coalesce(jsonb_agg(${SUBTASK_RECORD_SQL} ORDER BY x.id), '[]') AS s
-       FROM ${this.schema}.tasks t, ${this.schema}.subtasks x
-       WHERE t.id = $1 AND x.id BETWEEN t.first_subtask_id
-         AND t.first_subtask_id + t.subtask_count - 1`,
+      `SELECT ${this.subtasksOfTaskSql()} AS s FROM ${this.schema}.tasks t WHERE t.id = $1`,
       [taskId],
     );
     return rows[0]?.s ?? [];
@@ -278,10 +275,7 @@ export class PostgresStore implements Store {
   async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
     if (!isId(taskId)) return undefined;
     const { rows } = await this.driver.query<{ t: TaskRow; s: SubtaskRecord[] }>(
-      `SELECT row_to_json(t) AS t, (
-         SELECT coalesce(jsonb_agg(${SUBTASK_RECORD_SQL} ORDER BY x.id), '[]')
-         FROM ${this.schema}.subtasks x
-         WHERE x.id BETWEEN t.first_subtask_id AND t.first_subtask_id + t.subtask_count - 1) AS s
+      `SELECT row_to_json(t) AS t, ${this.subtasksOfTaskSql()} AS s
        FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
              WHERE id = $1) t`,
       [taskId],
@@ -466,6 +460,13 @@ export class PostgresStore implements Store {
       now,
       this.leaseMs,
     ]);
+  }
+
+  /** The subtasks of the task row `t` as a JSON array of records, in id order (a subquery). */
+  private subtasksOfTaskSql(): string {
+    return `(SELECT coalesce(jsonb_agg(${SUBTASK_RECORD_SQL} ORDER BY x.id), '[]')
+      FROM ${this.schema}.subtasks x
+      WHERE x.id BETWEEN t.first_subtask_id AND t.first_subtask_id + t.subtask_count - 1)`;
   }
 
   /** Calls one of the schema's SQL functions; its jsonb result is the answer. */

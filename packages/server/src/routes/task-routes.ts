@@ -3,6 +3,7 @@ import {
   DagopsError,
   ErrorCode,
   formatTimestamp,
+  readTask,
   renderDot,
   renderMermaid,
   toTaskJson,
@@ -106,18 +107,17 @@ export function registerTaskRoutes(app: FastifyInstance, context: ServiceContext
       const taskId = pathId(request.params.id, 'id');
       const cached = finished.get(taskId);
       if (cached) return context.ok(request, reply, cached);
-      // The task and its subtasks in one read where the store can (one statement), else in
-      // parallel: one round trip of latency, not two.
-      const { store } = engine;
-      const [task, subtasks] = store.readTask
-        ? await store.readTask(taskId).then((read) => [read?.task, read?.subtasks ?? []] as const)
-        : await Promise.all([store.getTask(taskId), store.listSubtasks(taskId)]);
-      if (!task) {
+      const read = await readTask(engine.store, taskId);
+      if (!read) {
         throw new DagopsError(ErrorCode.TASK_NOT_FOUND, `task ${taskId} does not exist`, {
           target: 'id',
         });
       }
-      return context.ok(request, reply, finished.offer(toTaskJson(task, subtasks, jsonOptions)));
+      return context.ok(
+        request,
+        reply,
+        finished.offer(toTaskJson(read.task, read.subtasks, jsonOptions)),
+      );
     },
   );
 
