@@ -6,7 +6,11 @@
  * graphile-worker processing the same number of no-op jobs on the same database with the same
  * concurrency, as the reference, and the ratio. The last line is a JSON object.
  *
- * Environment: RUNS (default 3), CASES (comma list of `<pglite|pg>:<engines>:<hosts>`),
+ * A case ending in `:apart` gives every engine a task of its own (each submits a batch stop of
+ * <hosts>, nothing shared between engines): the ceiling of this machine for that many engines,
+ * against which the shared-task case can be read.
+ *
+ * Environment: RUNS (default 3), CASES (comma list of `<pglite|pg>:<engines>:<hosts>[:apart]`),
  * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
  * DAGOPS_TEST_DATABASE_URL.
  */
@@ -26,7 +30,7 @@ const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 128);
 const TASK_CONCURRENCY = 3 * CONCURRENCY;
 const CASES = (
   process.env['CASES'] ??
-  'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:2:1000,pg:3:1000,pg:1:10000,pg:2:10000,pg:3:10000'
+  'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:2:1000,pg:3:1000,pg:1:10000,pg:2:10000,pg:3:10000,pg:2:10000:apart'
 ).split(',');
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
@@ -54,7 +58,7 @@ function spawnTsx(script: string, args: string[]) {
   });
 }
 
-async function runCase(kind: string, engines: number, hosts: number): Promise<Run> {
+async function runCase(kind: string, engines: number, hosts: number, apart: boolean): Promise<Run> {
   const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
   const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
   const where = dir ? `pglite:${dir}` : URL_;
@@ -62,7 +66,7 @@ async function runCase(kind: string, engines: number, hosts: number): Promise<Ru
     spawnTsx('./store-worker.ts', [
       where,
       schema,
-      i === 0 ? 'submit' : 'join',
+      i === 0 || apart ? 'submit' : 'join',
       String(hosts),
       String(CONCURRENCY),
       String(TASK_CONCURRENCY),
@@ -87,9 +91,12 @@ async function runCase(kind: string, engines: number, hosts: number): Promise<Ru
   });
   // Engines that join one at a time, so that migrations and LISTEN are in place for all.
   await Promise.all(ready);
-  workers[0]?.stdin.write('go\n');
-  const id = await task;
-  for (const child of workers.slice(1)) child.stdin.write(`go ${id}\n`);
+  if (apart) for (const child of workers) child.stdin.write('go\n');
+  else {
+    workers[0]?.stdin.write('go\n');
+    const id = await task;
+    for (const child of workers.slice(1)) child.stdin.write(`go ${id}\n`);
+  }
   const done = await Promise.all(results);
   for (const child of workers) child.stdin.end();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -99,11 +106,11 @@ async function runCase(kind: string, engines: number, hosts: number): Promise<Ru
     await client.query(`DROP SCHEMA ${schema} CASCADE`);
     await client.end();
   }
-  const submitAt = done[0]?.submitAt ?? 0;
+  const submitAt = Math.min(...done.map((r) => r.submitAt ?? Infinity));
   const firstStart = Math.min(...done.map((r) => r.firstStartAt ?? Infinity));
   const finished = Math.max(...done.map((r) => r.finishedAt));
   if (done.some((r) => r.status !== 'SUCCESSFUL')) throw new Error('a task did not succeed');
-  const subtasks = 3 * hosts + 2;
+  const subtasks = (apart ? engines : 1) * (3 * hosts + 2);
   const endToEndMs = finished - submitAt;
   return {
     subtasksPerSec: subtasks / (endToEndMs / 1000),
@@ -147,10 +154,10 @@ const summary: Record<
   { subtasksPerSec: number; firstStartMs: number; endToEndMs: number; engineCpuMs: number }
 > = {};
 for (const name of CASES) {
-  const [kind = 'pg', enginesArg = '1', hostsArg = '1000'] = name.split(':');
+  const [kind = 'pg', enginesArg = '1', hostsArg = '1000', mode] = name.split(':');
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++)
-    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg)));
+    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), mode === 'apart'));
   const row = {
     subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
     firstStartMs: median(runs.map((r) => r.firstStartMs)),
@@ -183,9 +190,11 @@ const ratio = {
 const scaling = {
   '1000': (summary['pg:2:1000']?.subtasksPerSec ?? NaN) / (pg1k ?? NaN),
   '10000': (summary['pg:2:10000']?.subtasksPerSec ?? NaN) / (pg10k ?? NaN),
+  /** Two engines that share nothing (a task each): what this machine allows at most. */
+  '10000apart': (summary['pg:2:10000:apart']?.subtasksPerSec ?? NaN) / (pg10k ?? NaN),
 };
 console.log(
-  `dagops on PostgreSQL (1 engine) / graphile-worker: ${ratio['1000']?.toFixed(2)} (1k hosts), ${ratio['10000']?.toFixed(2)} (10k hosts); 2 engines / 1 engine: ${scaling['1000'].toFixed(2)}, ${scaling['10000'].toFixed(2)}`,
+  `dagops on PostgreSQL (1 engine) / graphile-worker: ${ratio['1000']?.toFixed(2)} (1k hosts), ${ratio['10000']?.toFixed(2)} (10k hosts); 2 engines / 1 engine: ${scaling['1000'].toFixed(2)}, ${scaling['10000'].toFixed(2)}; 2 engines on a task each / 1 engine: ${scaling['10000apart'].toFixed(2)}`,
 );
 console.log(
   JSON.stringify({
