@@ -7,8 +7,9 @@
  * concurrency, as the reference, and the ratio. The last line is a JSON object.
  *
  * A case ending in `:apart` gives every engine a task of its own (each submits a batch stop of
- * <hosts>, nothing shared between engines): the ceiling of this machine for that many engines,
- * against which the shared-task case can be read.
+ * <hosts>; an engine may still claim from the other tasks, as claims go round robin across
+ * tasks, but no task row is the one hot row of every engine): close to the ceiling of this
+ * machine for that many engines, against which the shared-task case can be read.
  *
  * Environment: RUNS (default 3), CASES (comma list of `<pglite|pg>:<engines>:<hosts>[:apart]`),
  * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
@@ -190,7 +191,7 @@ const ratio = {
 const scaling = {
   '1000': (summary['pg:2:1000']?.subtasksPerSec ?? NaN) / (pg1k ?? NaN),
   '10000': (summary['pg:2:10000']?.subtasksPerSec ?? NaN) / (pg10k ?? NaN),
-  /** Two engines that share nothing (a task each): what this machine allows at most. */
+  /** Two engines with a task each: close to what this machine allows at most. */
   '10000apart': (summary['pg:2:10000:apart']?.subtasksPerSec ?? NaN) / (pg10k ?? NaN),
 };
 console.log(
