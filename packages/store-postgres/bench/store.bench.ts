@@ -156,6 +156,10 @@ const summary: Record<
 > = {};
 for (const name of CASES) {
   const [kind = 'pg', enginesArg = '1', hostsArg = '1000', mode] = name.split(':');
+  if (mode !== undefined && mode !== 'apart')
+    throw new Error(
+      `CASES: case ${JSON.stringify(name)} ends in ${JSON.stringify(mode)}; the only mode is "apart"`,
+    );
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++)
     runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), mode === 'apart'));
