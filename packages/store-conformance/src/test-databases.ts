@@ -8,6 +8,7 @@ import {
   createPgDriver,
   createPgliteDriver,
   PostgresStore,
+  type PostgresStoreOptions,
   type SqlDriver,
 } from '@dagops/store-postgres';
 import pg from 'pg';
@@ -64,9 +65,13 @@ async function expireLeases(driver: SqlDriver, schema: string): Promise<void> {
 
 /**
  * Opens PostgreSQL stores: each on a fresh schema, with a second pool for `another`; `close`
- * drops the schema. Call `end` after the file's tests.
+ * drops the schema. `defaults` are options of every store opened. Call `end` after the file's
+ * tests.
  */
-export function postgresStores(): { open: OpenStore; end(): Promise<void> } {
+export function postgresStores(defaults: PostgresStoreOptions = {}): {
+  open: OpenStore;
+  end(): Promise<void>;
+} {
   const pools = [1, 2].map(() => new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 6 })) as [
     pg.Pool,
     pg.Pool,
@@ -76,7 +81,11 @@ export function postgresStores(): { open: OpenStore; end(): Promise<void> } {
     const schema = freshSchema();
     const opened: PostgresStore[] = [];
     const make = async (pool: pg.Pool) => {
-      const store = await PostgresStore.open(createPgDriver(pool), { schema, ...options });
+      const store = await PostgresStore.open(createPgDriver(pool), {
+        schema,
+        ...defaults,
+        ...options,
+      });
       opened.push(store);
       return store;
     };
@@ -106,10 +115,13 @@ export function postgresStores(): { open: OpenStore; end(): Promise<void> } {
 
 /**
  * Opens PGlite stores: one in-memory database for all of them (opening one costs about a
- * second), a fresh schema each; `another` is a second store on the same database. Call `end`
- * after the file's tests.
+ * second), a fresh schema each; `another` is a second store on the same database. `defaults`
+ * are options of every store opened. Call `end` after the file's tests.
  */
-export function pgliteStores(): { open: OpenStore; end(): Promise<void> } {
+export function pgliteStores(defaults: PostgresStoreOptions = {}): {
+  open: OpenStore;
+  end(): Promise<void>;
+} {
   let db: Promise<PGlite> | undefined;
   const database = () => (db ??= PGlite.create());
   const open: OpenStore = async (options = {}) => {
@@ -120,6 +132,7 @@ export function pgliteStores(): { open: OpenStore; end(): Promise<void> } {
     const make = async () => {
       const store = await PostgresStore.open(await createPgliteDriver(instance), {
         schema,
+        ...defaults,
         ...options,
       });
       opened.push(store);

@@ -3,6 +3,7 @@ import { migration001 } from './migrations/001-init.js';
 import { migration002 } from './migrations/002-id-blocks.js';
 import { migration003 } from './migrations/003-quiet-alone.js';
 import { migration004 } from './migrations/004-claim-many-tasks.js';
+import { migration005 } from './migrations/005-submit-head-first.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -20,6 +21,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration002,
   migration003,
   migration004,
+  migration005,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */

@@ -43,6 +43,13 @@ import {
   type StepResponse,
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
+import {
+  arrayParams,
+  headOf,
+  statusCounts,
+  SUBTASK_ARRAY_CASTS,
+  toSubtaskArrays,
+} from './internal/subtask-arrays.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
 import { applyMigrations } from './migration.js';
@@ -108,6 +115,8 @@ export class PostgresStore implements Store {
   /** This store's row in `stores`: whether other engines need to hear of its writes. */
   private readonly presence: Presence;
   private closed = false;
+  /** Rests of tasks saved head first that this store is writing (see {@link insertTask}). */
+  private readonly materializing = new Set<Promise<void>>();
 
   private constructor(
     private readonly driver: SqlDriver,
@@ -152,104 +161,72 @@ export class PostgresStore implements Store {
     return this.ids.reserve(subtaskCount);
   }
 
+  /**
+   * Saves the task in one transaction, or head first when it has more than twice
+   * `headSubtasks` subtasks: then it resolves once the head and the rest's data are saved (the
+   * task is durable and complete, and its first subtasks may start) while the rest's rows are
+   * written in a second transaction (see migration 005).
+   */
   async insertTask({ task, subtasks }: ExpandedTask, creator: OperationRequest): Promise<void> {
     const concurrency = task.template.concurrency ?? DEFAULT_TASK_CONCURRENCY;
     const prohibitRollback =
       task.template.prohibitRollback === true ||
       task.context.stringMap[PROHIBIT_ROLLBACK_KEY] === 'true';
     const first = subtasks[0]?.id ?? 0;
-    // What the subtasks of one node share goes once, as a kind.
-    const kinds: [string[], string[], string[], string[], string[], number[], boolean[]] = [
-      [],
-      [],
-      [],
-      [],
-      [],
-      [],
-      [],
-    ];
-    const kindOf = new Map<string, number>();
-    const count = subtasks.length;
-    const kind = new Array<number>(count);
-    const parallel = new Array<number>(count);
-    const ups: number[] = [];
-    const upStarts = new Array<number>(count);
-    const upCounts = new Array<number>(count);
-    const downs: number[] = [];
-    const downStarts = new Array<number>(count);
-    const downCounts = new Array<number>(count);
-    const statuses = new Array<string>(count);
-    const operations = new Array<string>(count);
-    const runTimes = new Array<number>(count);
-    for (let i = 0; i < count; i++) {
-      const s = subtasks[i] as SubtaskRecord;
-      if (s.id !== first + i || s.seriesId !== i) {
-        throw new Error(`subtask ids must be consecutive in series order (subtask ${s.id})`);
-      }
-      const key = `${s.nodeKey}\u0000${s.className}\u0000${s.name}\u0000${s.description}\u0000${s.nodeType}\u0000${s.timeout}\u0000${s.prohibitRollback}`;
-      let k = kindOf.get(key);
-      if (k === undefined) {
-        kinds[0].push(s.nodeKey);
-        kinds[1].push(s.className);
-        kinds[2].push(s.name);
-        kinds[3].push(s.description);
-        kinds[4].push(s.nodeType);
-        kinds[5].push(s.timeout);
-        kinds[6].push(s.prohibitRollback);
-        kindOf.set(key, (k = kinds[0].length));
-      }
-      kind[i] = k;
-      parallel[i] = s.parallelIdx;
-      upStarts[i] = ups.length + 1;
-      upCounts[i] = s.upstreams.length;
-      for (const id of s.upstreams) ups.push(id);
-      downStarts[i] = downs.length + 1;
-      downCounts[i] = s.downstreams.length;
-      for (const id of s.downstreams) downs.push(id);
-      statuses[i] = s.status;
-      operations[i] = s.operation;
-      runTimes[i] = s.runTime;
+    const arrays = toSubtaskArrays(subtasks, first);
+    const row = JSON.stringify({
+      id: task.id,
+      name: task.name,
+      creator: task.creator,
+      executor: task.executor,
+      hostId: task.hostId ?? null,
+      type: task.type,
+      taskDefinitionId: task.taskDefinitionId,
+      status: task.status,
+      operation: task.operation,
+      startTime: task.startTime,
+      concurrency,
+      prohibitRollback,
+    });
+    const head = this.options.headSubtasks;
+    const headFirst = head > 0 && subtasks.length > 2 * head;
+    const arrayArgs = (from: number) =>
+      SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + from}::${cast}`).join(', ');
+    const after = (from: number) => from + SUBTASK_ARRAY_CASTS.length;
+    if (headFirst) {
+      await this.call(
+        `insert_task_head($1::jsonb, $2::json, $3::json, $4, $5, $6::int4[], ${arrayArgs(7)}, ` +
+          `$${after(7)}::json, $${after(7) + 1}, $${after(7) + 2})`,
+        [
+          row,
+          JSON.stringify(task.template),
+          JSON.stringify(task.context),
+          first,
+          subtasks.length,
+          statusCounts(arrays.statuses),
+          ...arrayParams(headOf(arrays, head)),
+          JSON.stringify(arrays),
+          creator.actor,
+          Math.trunc(creator.now),
+        ],
+      );
+    } else {
+      await this.call(
+        `insert_task($1::jsonb, $2::json, $3::json, $4, ${arrayArgs(5)}, ` +
+          `$${after(5)}, $${after(5) + 1})`,
+        [
+          row,
+          JSON.stringify(task.template),
+          JSON.stringify(task.context),
+          first,
+          ...arrayParams(arrays),
+          creator.actor,
+          Math.trunc(creator.now),
+        ],
+      );
     }
-    await this.call(
-      'insert_task($1::jsonb, $2::json, $3::json, $4, $5::text[], $6::text[], $7::text[], ' +
-        '$8::text[], $9::text[], $10::float8[], $11::bool[], $12::int4[], $13::int4[], ' +
-        '$14::int8[], $15::int4[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], ' +
-        '$20::text[], $21::text[], $22::int4[], $23, $24)',
-      [
-        JSON.stringify({
-          id: task.id,
-          name: task.name,
-          creator: task.creator,
-          executor: task.executor,
-          hostId: task.hostId ?? null,
-          type: task.type,
-          taskDefinitionId: task.taskDefinitionId,
-          status: task.status,
-          operation: task.operation,
-          startTime: task.startTime,
-          concurrency,
-          prohibitRollback,
-        }),
-        JSON.stringify(task.template),
-        JSON.stringify(task.context),
-        first,
-        ...kinds,
-        kind,
-        parallel,
-        ups,
-        upStarts,
-        upCounts,
-        downs,
-        downStarts,
-        downCounts,
-        statuses,
-        operations,
-        runTimes,
-        creator.actor,
-        Math.trunc(creator.now),
-      ],
-    );
     this.remember({ task: { ...task }, firstId: first, subtasks });
+    if (headFirst) this.materializeSoon(task.id);
   }
 
   async getTask(taskId: number): Promise<TaskRecord | undefined> {
@@ -265,20 +242,26 @@ export class PostgresStore implements Store {
 
   async listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
     if (!isId(taskId)) return [];
-    const { rows } = await this.driver.query<{ s: SubtaskRecord[] }>(
-      `SELECT ${this.subtasksOfTaskSql()} AS s FROM ${this.schema}.tasks t WHERE t.id = $1`,
-      [taskId],
+    const { rows } = await this.whole(taskId, () =>
+      this.driver.query<{ s: SubtaskRecord[]; partial: boolean }>(
+        `SELECT ${this.subtasksOfTaskSql()} AS s, ${this.partialSql()} AS partial
+         FROM ${this.schema}.tasks t WHERE t.id = $1`,
+        [taskId],
+      ),
     );
     return rows[0]?.s ?? [];
   }
 
   async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
     if (!isId(taskId)) return undefined;
-    const { rows } = await this.driver.query<{ t: TaskRow; s: SubtaskRecord[] }>(
-      `SELECT row_to_json(t) AS t, ${this.subtasksOfTaskSql()} AS s
-       FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
-             WHERE id = $1) t`,
-      [taskId],
+    const { rows } = await this.whole(taskId, () =>
+      this.driver.query<{ t: TaskRow; s: SubtaskRecord[]; partial: boolean }>(
+        `SELECT row_to_json(t) AS t, ${this.subtasksOfTaskSql()} AS s,
+           ${this.partialSql()} AS partial
+         FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
+               WHERE id = $1) t`,
+        [taskId],
+      ),
     );
     const row = rows[0];
     return row ? { task: toTaskRecord(row.t), subtasks: row.s } : undefined;
@@ -289,14 +272,16 @@ export class PostgresStore implements Store {
     subtaskId: number,
   ): Promise<SubtaskContexts | undefined> {
     if (!isId(taskId) || !isId(subtaskId)) return undefined;
-    const { rows } = await this.driver.query<{
-      input: ContextDelta | null;
-      output: ContextDelta | null;
-    }>(`SELECT input, output FROM ${this.schema}.subtasks WHERE id = $2 AND task_id = $1`, [
-      taskId,
-      subtaskId,
-    ]);
-    const row = rows[0];
+    const read = () =>
+      this.driver.query<{ input: ContextDelta | null; output: ContextDelta | null }>(
+        `SELECT input, output FROM ${this.schema}.subtasks WHERE id = $2 AND task_id = $1`,
+        [taskId, subtaskId],
+      );
+    let row = (await read()).rows[0];
+    // A subtask of a task saved head first may not be written yet.
+    if (!row && (await this.call<boolean>('materialize($1, true)', [taskId]))) {
+      row = (await read()).rows[0];
+    }
     if (!row) return undefined;
     return {
       ...(row.input === null ? {} : { input: row.input }),
@@ -427,6 +412,8 @@ export class PostgresStore implements Store {
   async reapExpired({ executor, limit }: ClaimRequest): Promise<Claim[]> {
     if (limit <= 0) return [];
     const rows = await this.call<ClaimRow[]>('reap($1, $2, $3)', [executor, limit, this.leaseMs]);
+    // The rests of tasks whose submitter died between its two transactions.
+    if ((await this.call<number>('materialize_left()', [])) > 0) this.hear('w');
     return this.toClaims(rows);
   }
 
@@ -444,6 +431,7 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all(this.materializing);
     await this.batcher.idle();
     this.listeners.clear();
     await this.presence.stop().catch(() => {});
@@ -530,10 +518,13 @@ export class PostgresStore implements Store {
   }
 
   private async loadShape(taskId: number): Promise<TaskShape> {
-    const { rows } = await this.driver.query<{ t: TaskRow; s: ShapeRow[] }>(
-      `SELECT row_to_json(t) AS t, ${this.schema}.task_shape($1) AS s
-       FROM (SELECT ${TASK_COLUMNS} FROM ${this.schema}.tasks WHERE id = $1) t`,
-      [taskId],
+    const { rows } = await this.whole(taskId, () =>
+      this.driver.query<{ t: TaskRow; s: ShapeRow[]; partial: boolean }>(
+        `SELECT row_to_json(t) AS t, ${this.schema}.task_shape($1) AS s,
+           ${this.partialSql()} AS partial
+         FROM (SELECT ${TASK_COLUMNS} FROM ${this.schema}.tasks WHERE id = $1) t`,
+        [taskId],
+      ),
     );
     const row = rows[0] as { t: TaskRow; s: ShapeRow[] };
     const subtasks = row.s.map((shape) => toSubtaskShape(taskId, shape));
@@ -542,6 +533,51 @@ export class PostgresStore implements Store {
       firstId: subtasks[0]?.id ?? 0,
       subtasks,
     });
+  }
+
+  /**
+   * Resolves once the rests of the tasks this store saved head first are written. Until then a
+   * claim may return only subtasks of a task's head: the rest become claimable when written.
+   */
+  async restsWritten(): Promise<void> {
+    while (this.materializing.size > 0) await Promise.all(this.materializing);
+  }
+
+  /** Whether the task row `t` was saved head first and its rest is not written yet (SQL). */
+  private partialSql(): string {
+    return `EXISTS (SELECT 1 FROM ${this.schema}.task_rest r WHERE r.task_id = t.id)`;
+  }
+
+  /**
+   * Runs `read`, a read of a task's subtasks that also says whether the task is `partial`; when
+   * it is, writes the rest (or waits for the engine writing it) and reads again.
+   */
+  private async whole<R extends { partial: boolean }>(
+    taskId: number,
+    read: () => Promise<{ rows: R[] }>,
+  ): Promise<{ rows: R[] }> {
+    const first = await read();
+    if (!first.rows[0]?.partial) return first;
+    await this.call<boolean>('materialize($1, true)', [taskId]);
+    return read();
+  }
+
+  /**
+   * Writes the rest of a task saved head first, in the background: after the first claims (PGlite
+   * runs one statement at a time). Should it fail, the next reaper pass of any store writes it.
+   */
+  private materializeSoon(taskId: number): void {
+    const run = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.call<boolean>('materialize($1, false)', [taskId]))
+      .then((written) => {
+        // What the rest made READY: this store does not hear its own notices.
+        if (written) this.hear('w');
+      })
+      .catch(() => {
+        // Left to the reapers (reapExpired): the task's rest is saved, only not yet written.
+      })
+      .finally(() => this.materializing.delete(run));
+    this.materializing.add(run);
   }
 
   private remember(shape: TaskShape): TaskShape {

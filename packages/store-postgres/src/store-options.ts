@@ -25,6 +25,14 @@ export interface PostgresStoreOptions {
    * whatever this says. @default 2
    */
   readonly stepsInFlight?: number;
+  /**
+   * A task of more than twice this many subtasks is saved head first: its row, the counters of
+   * all its subtasks and its first `headSubtasks` subtasks in one transaction (after which the
+   * submission is acknowledged and they may start), the rest's rows and edges in a second one.
+   * 0 saves every task in one transaction. Off by default until claims see a task's rest as
+   * soon as it is written (see docs/durability.md). @default 0
+   */
+  readonly headSubtasks?: number;
 }
 
 /** {@link PostgresStoreOptions} with every default applied. */
@@ -34,6 +42,7 @@ export interface ResolvedPostgresStoreOptions {
   readonly migrate: boolean;
   readonly maxBatch: number;
   readonly stepsInFlight: number;
+  readonly headSubtasks: number;
 }
 
 function invalid(option: string, expected: string, value: unknown): DagopsError {
@@ -64,7 +73,11 @@ export function resolvePostgresStoreOptions(
   if (!Number.isSafeInteger(stepsInFlight) || stepsInFlight < 1 || stepsInFlight > 16) {
     throw invalid('stepsInFlight', 'an integer within [1, 16]', stepsInFlight);
   }
+  const headSubtasks = options.headSubtasks ?? 0;
+  if (!Number.isSafeInteger(headSubtasks) || headSubtasks < 0 || headSubtasks > 1_000_000) {
+    throw invalid('headSubtasks', 'an integer within [0, 1000000]', headSubtasks);
+  }
   const migrate = options.migrate ?? true;
   if (typeof migrate !== 'boolean') throw invalid('migrate', 'a boolean', migrate);
-  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight };
+  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight, headSubtasks };
 }
