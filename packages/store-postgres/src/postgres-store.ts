@@ -190,41 +190,24 @@ export class PostgresStore implements Store {
     });
     const head = this.options.headSubtasks;
     const headFirst = head > 0 && subtasks.length > 2 * head;
-    const arrayArgs = (from: number) =>
-      SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + from}::${cast}`).join(', ');
-    const after = (from: number) => from + SUBTASK_ARRAY_CASTS.length;
-    if (headFirst) {
-      await this.call(
-        `insert_task_head($1::jsonb, $2::json, $3::json, $4, $5, $6::int4[], ${arrayArgs(7)}, ` +
-          `$${after(7)}::json, $${after(7) + 1}, $${after(7) + 2})`,
-        [
-          row,
-          JSON.stringify(task.template),
-          JSON.stringify(task.context),
-          first,
-          subtasks.length,
-          statusCounts(arrays.statuses),
-          ...arrayParams(headOf(arrays, head)),
-          JSON.stringify(arrays),
-          creator.actor,
-          Math.trunc(creator.now),
-        ],
-      );
-    } else {
-      await this.call(
-        `insert_task($1::jsonb, $2::json, $3::json, $4, ${arrayArgs(5)}, ` +
-          `$${after(5)}, $${after(5) + 1})`,
-        [
-          row,
-          JSON.stringify(task.template),
-          JSON.stringify(task.context),
-          first,
-          ...arrayParams(arrays),
-          creator.actor,
-          Math.trunc(creator.now),
-        ],
-      );
-    }
+    const arrayArgs = SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + 7}::${cast}`).join(', ');
+    const after = 7 + SUBTASK_ARRAY_CASTS.length;
+    await this.call(
+      `save_task($1::jsonb, $2::json, $3::json, $4, $5, $6::int4[], ${arrayArgs}, ` +
+        `$${after}::json, $${after + 1}, $${after + 2})`,
+      [
+        row,
+        JSON.stringify(task.template),
+        JSON.stringify(task.context),
+        first,
+        subtasks.length,
+        statusCounts(arrays.statuses),
+        ...arrayParams(headFirst ? headOf(arrays, head) : arrays),
+        headFirst ? JSON.stringify(arrays) : null,
+        creator.actor,
+        Math.trunc(creator.now),
+      ],
+    );
     this.remember({ task: { ...task }, firstId: first, subtasks });
     if (headFirst) this.materializeSoon(task.id);
   }

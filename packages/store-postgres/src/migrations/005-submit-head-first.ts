@@ -5,7 +5,7 @@ import type { Migration } from '../migration.js';
  * is still being written. Saving a 10,000-host batch stop (30,002 subtasks, 40,000 edges) took
  * ~220 ms of one transaction, and no subtask could start before it committed.
  *
- * The first transaction (`insert_task_head`) saves the task row with the counters of all its
+ * The first transaction (`save_task`) saves the task row with the counters of all its
  * subtasks, the rows of the first few hundred subtasks, and the rest as one JSON value in
  * `task_rest`: the task is durable and complete from then on, the submission is acknowledged,
  * and engines may claim. `materialize` then writes the rest's rows and edges from `task_rest`
@@ -33,7 +33,7 @@ CREATE TABLE ${S}.task_rest (
 ALTER TABLE ${S}.task_rest ALTER COLUMN rest SET STORAGE EXTERNAL;
 
 -- Inserts the subtasks of ordinals p_from .. p_to (from 1) of a task and their outgoing edges,
--- from the arrays insert_task takes (see there).
+-- from the arrays save_task takes (see there).
 CREATE FUNCTION ${S}.insert_subtasks(p_task int8, p_first int8, p_from int4, p_to int4,
   p_k_keys text[], p_k_classes text[], p_k_names text[], p_k_descriptions text[],
   p_k_node_types text[], p_k_timeouts float8[], p_k_prohibit bool[],
@@ -63,57 +63,19 @@ RETURNS void LANGUAGE sql AS $$
   SELECT p_task, i.id, d.id FROM inserted i, unnest(i.downstreams) AS d(id)
 $$;
 
--- The task row of a submission; p_counts: subtasks per status (pending, ready, running,
--- canceling, failed, successful) of all p_count subtasks.
-CREATE FUNCTION ${S}.insert_task_row(p_task jsonb, p_template json, p_context json,
-  p_first int8, p_count int4, p_counts int4[], p_actor text, p_now int8)
-RETURNS int8 LANGUAGE sql AS $$
-  INSERT INTO ${S}.tasks (id, name, template, creator, executor, host_id, type,
-    task_definition_id, context, status, operation, start_time, concurrency, prohibit_rollback,
-    first_subtask_id, subtask_count, n_pending, n_ready, n_running, n_canceling, n_failed,
-    n_successful)
-  VALUES ((p_task ->> 'id')::int8, p_task ->> 'name', p_template, p_task ->> 'creator',
-    p_task ->> 'executor', (p_task ->> 'hostId')::int8, p_task ->> 'type',
-    (p_task ->> 'taskDefinitionId')::int8, p_context, p_task ->> 'status',
-    p_task ->> 'operation', (p_task ->> 'startTime')::int8, (p_task ->> 'concurrency')::int,
-    (p_task ->> 'prohibitRollback')::bool, p_first, p_count, p_counts[1], p_counts[2],
-    p_counts[3], p_counts[4], p_counts[5], p_counts[6]);
-  INSERT INTO ${S}.audit (task_id, operation, actor, at)
-  VALUES ((p_task ->> 'id')::int8, 'EXECUTE', p_actor, p_now)
-  RETURNING task_id
-$$;
+-- The insert_task of migration 001 gives way to save_task.
+DROP FUNCTION ${S}.insert_task(jsonb, json, json, int8, text[], text[], text[], text[], text[],
+  float8[], bool[], int4[], int4[], int8[], int4[], int4[], int8[], int4[], int4[], text[], text[],
+  int4[], text, int8);
 
--- Saves a whole task at submission (one transaction): the task row, every subtask, their
--- edges and the first audit entry.
-CREATE OR REPLACE FUNCTION ${S}.insert_task(p_task jsonb, p_template json, p_context json,
-  p_first int8, p_k_keys text[], p_k_classes text[], p_k_names text[], p_k_descriptions text[],
-  p_k_node_types text[], p_k_timeouts float8[], p_k_prohibit bool[],
-  p_kind int4[], p_parallel int4[], p_ups int8[], p_up_starts int4[], p_up_counts int4[],
-  p_downs int8[], p_down_starts int4[], p_down_counts int4[], p_statuses text[],
-  p_operations text[], p_run_times int4[], p_actor text, p_now int8)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  v_task int8;
-BEGIN
-  v_task := ${S}.insert_task_row(p_task, p_template, p_context, p_first, cardinality(p_kind),
-    (SELECT ARRAY[count(*) FILTER (WHERE st = 'PENDING'), count(*) FILTER (WHERE st = 'READY'),
-       count(*) FILTER (WHERE st = 'RUNNING'), count(*) FILTER (WHERE st = 'CANCELING'),
-       count(*) FILTER (WHERE st = 'FAILED'), count(*) FILTER (WHERE st = 'SUCCESSFUL')]::int4[]
-     FROM unnest(p_statuses) AS u(st)), p_actor, p_now);
-  PERFORM ${S}.insert_subtasks(v_task, p_first, 1, cardinality(p_kind), p_k_keys, p_k_classes,
-    p_k_names, p_k_descriptions, p_k_node_types, p_k_timeouts, p_k_prohibit, p_kind,
-    p_parallel, p_ups, p_up_starts, p_up_counts, p_downs, p_down_starts, p_down_counts,
-    p_statuses, p_operations, p_run_times);
-  PERFORM ${S}.notify('w');
-END $$;
-
--- Saves a large task at submission, head first (one transaction): the task row with the
--- counters of all p_count subtasks, the first p_head subtasks, and the rest to materialize:
--- p_rest is the JSON object {keys, classes, names, descriptions, nodeTypes, timeouts, prohibit,
--- kind, parallel, ups, upStarts, upCounts, downs, downStarts, downCounts, statuses, operations,
--- runTimes} of insert_task's arrays for all subtasks. The head's own arrays come as parameters,
--- already parsed.
-CREATE FUNCTION ${S}.insert_task_head(p_task jsonb, p_template json, p_context json,
+-- Saves a task at submission (one transaction): the task row with the counters of all its
+-- p_count subtasks (p_counts: pending, ready, running, canceling, failed, successful), the first
+-- audit entry, and the subtasks of the arrays given with their edges. With p_rest null these
+-- are all of them. Otherwise they are the head, and p_rest is the JSON object {keys, classes,
+-- names, descriptions, nodeTypes, timeouts, prohibit, kind, parallel, ups, upStarts, upCounts,
+-- downs, downStarts, downCounts, statuses, operations, runTimes} of these arrays for all
+-- subtasks, kept in task_rest for materialize.
+CREATE FUNCTION ${S}.save_task(p_task jsonb, p_template json, p_context json,
   p_first int8, p_count int4, p_counts int4[], p_k_keys text[], p_k_classes text[],
   p_k_names text[], p_k_descriptions text[], p_k_node_types text[], p_k_timeouts float8[],
   p_k_prohibit bool[], p_kind int4[], p_parallel int4[], p_ups int8[], p_up_starts int4[],
@@ -122,19 +84,30 @@ CREATE FUNCTION ${S}.insert_task_head(p_task jsonb, p_template json, p_context j
   p_now int8)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-  v_task int8;
+  v_task int8 := (p_task ->> 'id')::int8;
 BEGIN
-  IF cardinality(p_kind) >= p_count THEN
-    RAISE EXCEPTION 'insert_task_head: a head of % subtasks leaves no rest of %',
-      cardinality(p_kind), p_count;
+  IF (p_rest IS NULL) <> (cardinality(p_kind) = p_count) THEN
+    RAISE EXCEPTION 'save_task: % of % subtasks given, % rest', cardinality(p_kind), p_count,
+      CASE WHEN p_rest IS NULL THEN 'without a' ELSE 'with a' END;
   END IF;
-  v_task := ${S}.insert_task_row(p_task, p_template, p_context, p_first, p_count, p_counts,
-    p_actor, p_now);
+  INSERT INTO ${S}.tasks (id, name, template, creator, executor, host_id, type,
+    task_definition_id, context, status, operation, start_time, concurrency, prohibit_rollback,
+    first_subtask_id, subtask_count, n_pending, n_ready, n_running, n_canceling, n_failed,
+    n_successful)
+  VALUES (v_task, p_task ->> 'name', p_template, p_task ->> 'creator',
+    p_task ->> 'executor', (p_task ->> 'hostId')::int8, p_task ->> 'type',
+    (p_task ->> 'taskDefinitionId')::int8, p_context, p_task ->> 'status',
+    p_task ->> 'operation', (p_task ->> 'startTime')::int8, (p_task ->> 'concurrency')::int,
+    (p_task ->> 'prohibitRollback')::bool, p_first, p_count, p_counts[1], p_counts[2],
+    p_counts[3], p_counts[4], p_counts[5], p_counts[6]);
   PERFORM ${S}.insert_subtasks(v_task, p_first, 1, cardinality(p_kind), p_k_keys, p_k_classes,
     p_k_names, p_k_descriptions, p_k_node_types, p_k_timeouts, p_k_prohibit, p_kind,
     p_parallel, p_ups, p_up_starts, p_up_counts, p_downs, p_down_starts, p_down_counts,
     p_statuses, p_operations, p_run_times);
-  INSERT INTO ${S}.task_rest (task_id, head, rest) VALUES (v_task, cardinality(p_kind), p_rest);
+  IF p_rest IS NOT NULL THEN
+    INSERT INTO ${S}.task_rest (task_id, head, rest) VALUES (v_task, cardinality(p_kind), p_rest);
+  END IF;
+  INSERT INTO ${S}.audit (task_id, operation, actor, at) VALUES (v_task, 'EXECUTE', p_actor, p_now);
   PERFORM ${S}.notify('w');
 END $$;
 
