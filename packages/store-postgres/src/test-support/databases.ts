@@ -156,3 +156,34 @@ export function countingQueries(
     count: () => count,
   };
 }
+
+/**
+ * `driver`, holding back every statement whose text contains `needle` until `release()` (the
+ * statements already held then go on, in order). Lets a test stop a store between two of its
+ * steps, say a head-first task's two transactions.
+ */
+export function holdingQueries(
+  driver: SqlDriver,
+  needle: string,
+): { driver: SqlDriver; held: () => number; release: () => void } {
+  let held = 0;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  return {
+    driver: {
+      async query(text, params) {
+        if (text.includes(needle)) {
+          held++;
+          await released;
+        }
+        return driver.query(text, params);
+      },
+      exec: (text) => driver.exec(text),
+      transaction: (fn) => driver.transaction(fn),
+      listen: (channel, onNotify) => driver.listen(channel, onNotify),
+      close: () => driver.close(),
+    },
+    held: () => held,
+    release: () => release(),
+  };
+}

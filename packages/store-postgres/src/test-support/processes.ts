@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const WORKER = fileURLToPath(new URL('./engine-worker.ts', import.meta.url));
+const SUBMITTER = fileURLToPath(new URL('./submit-worker.ts', import.meta.url));
 
 /** One engine process and what it printed. */
 export interface Worker {
@@ -75,4 +76,43 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
 export async function kill9(worker: Worker): Promise<void> {
   if (worker.child.pid !== undefined) process.kill(worker.child.pid, 'SIGKILL');
   await worker.exited;
+}
+
+/** A submitter process (see submit-worker.ts) stopped between a head-first task's transactions. */
+export interface Submitter {
+  /** Resolves with the task's id once its first transaction has committed. */
+  readonly saved: Promise<number>;
+  /** Kills it with SIGKILL (kill -9) and waits for it to be gone. */
+  kill9(): Promise<void>;
+}
+
+/** Starts a submitter saving a batch stop of `hosts` hosts with `headSubtasks: head`. */
+export function startSubmitter(
+  where: string,
+  schema: string,
+  hosts: number,
+  head: number,
+): Submitter {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', SUBMITTER, where, schema, String(hosts), String(head)],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const saved = new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const [kind, id] = line.split(' ');
+      if (kind === 'saved') resolve(Number(id));
+    });
+    void exited.then(() => reject(new Error(`the submitter exited first: ${stderr.join('')}`)));
+  });
+  return {
+    saved,
+    async kill9() {
+      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
+      await exited;
+    },
+  };
 }

@@ -1,0 +1,230 @@
+/**
+ * The window of a task saved head first (migration 005): after its first transaction (task
+ * row, counters, head subtasks, the rest as JSON) and before its second (the rest's rows).
+ * Head subtasks that succeed in the window unblock their downstreams once these are written;
+ * a submitter killed with SIGKILL in the window leaves the rest to another store's reaper.
+ * On PGlite and on the PostgreSQL server.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import {
+  Engine,
+  HandlerRegistry,
+  SubtaskStatus,
+  TaskStatus,
+  type Claim,
+  type ExpandedTask,
+} from '@dagops/engine';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createPgDriver } from './pg-driver.js';
+import { createPgliteDriver } from './pglite-driver.js';
+import { PostgresStore } from './postgres-store.js';
+import type { SqlDriver } from './sql-driver.js';
+import {
+  BATCH_STOP_CLASSES,
+  batchStopTemplate,
+  dropSchema,
+  freshSchema,
+  holdingQueries,
+  hostIds,
+  insertTask,
+  postgresReachable,
+  TEST_DATABASE_URL,
+} from './test-support/databases.js';
+import { startSubmitter } from './test-support/processes.js';
+
+const reachable = await postgresReachable();
+const HOSTS = 10;
+/** Prepare ×10, Wait, Stop ×10, Wait, Finish ×10. */
+const SUBTASKS = 3 * HOSTS + 2;
+
+/** A fresh database: a driver on it and the schema the stores use there. */
+interface Database {
+  readonly driver: () => Promise<SqlDriver>;
+  readonly schema: string | undefined;
+}
+
+function onPostgres(): Promise<Database> {
+  const schema = freshSchema('dagops_head');
+  onTestFinished(() => dropSchema(schema));
+  return Promise.resolve({
+    driver: () => Promise.resolve(createPgDriver(TEST_DATABASE_URL)),
+    schema,
+  });
+}
+
+async function onPglite(): Promise<Database> {
+  const db = await PGlite.create();
+  onTestFinished(() => db.close());
+  return { driver: () => createPgliteDriver(db), schema: undefined };
+}
+
+/** Rows of the task in the tables, read past the store (which would complete the task first). */
+async function rowsOf(driver: SqlDriver, schema: string, taskId: number) {
+  const { rows } = await driver.query<{ subtasks: number; rests: number }>(
+    `SELECT (SELECT count(*)::int FROM ${schema}.subtasks WHERE task_id = $1) AS subtasks,
+            (SELECT count(*)::int FROM ${schema}.task_rest WHERE task_id = $1) AS rests`,
+    [taskId],
+  );
+  return rows[0] as { subtasks: number; rests: number };
+}
+
+/**
+ * Claims and completes until nothing is claimable, checking that each claimed subtask's
+ * upstreams had all succeeded and that no subtask is claimed twice; returns the ids claimed.
+ */
+async function drain(store: PostgresStore, expanded: ExpandedTask, succeeded: Set<number>) {
+  const upstreams = new Map(expanded.subtasks.map((s) => [s.id, s.upstreams]));
+  const claimed: number[] = [];
+  for (;;) {
+    const claims: Claim[] = await store.claimReady({ executor: 'e1', limit: 100, now: Date.now() });
+    if (claims.length === 0) return claimed;
+    for (const c of claims) {
+      expect(succeeded.has(c.subtask.id), `subtask ${c.subtask.id} claimed twice`).toBe(false);
+      for (const up of upstreams.get(c.subtask.id) ?? []) {
+        expect(succeeded.has(up), `${c.subtask.id} claimed before upstream ${up}`).toBe(true);
+      }
+      const fence = { taskId: c.task.id, subtaskId: c.subtask.id, runTime: 1, executor: 'e1' };
+      const done = await store.completeAttempt(fence, { input: {}, output: {}, now: Date.now() });
+      expect(done.accepted).toBe(true);
+      succeeded.add(c.subtask.id);
+      claimed.push(c.subtask.id);
+    }
+  }
+}
+
+describe.each([
+  ['PGlite', onPglite, true],
+  ['PostgreSQL', onPostgres, reachable],
+] as const)('a task saved head first, on %s', (_, openDatabase, runs) => {
+  // head 4: some of the barrier's upstreams succeed in the window; head 10: all of them (the
+  // barrier is READY once written); head 11: the barrier itself succeeds in the window, before
+  // any of its downstreams' rows exist.
+  it.runIf(runs).each([4, 10, 11])(
+    'head %i: subtasks that succeed before their downstreams are written unblock them',
+    async (head) => {
+      const database = await openDatabase();
+      const inner = await database.driver();
+      const hold = holdingQueries(inner, 'materialize');
+      const store = await PostgresStore.open(hold.driver, {
+        ...(database.schema && { schema: database.schema }),
+        headSubtasks: head,
+      });
+      onTestFinished(async () => {
+        hold.release();
+        await store.close();
+      });
+      const schema = store.schemaName;
+      const expanded = await insertTask(store, batchStopTemplate(100), {
+        listMap: { host_ids: hostIds(HOSTS) },
+      });
+      const taskId = expanded.task.id;
+      const ids = expanded.subtasks.map((s) => s.id);
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: head, rests: 1 });
+
+      // In the window: the head runs to the end of what it can reach, the rest is not visible.
+      const succeeded = new Set<number>();
+      const inWindow = await drain(store, expanded, succeeded);
+      const readyInHead = head >= HOSTS + 1 ? HOSTS + 1 : Math.min(head, HOSTS);
+      expect(inWindow.sort((a, b) => a - b)).toEqual(ids.slice(0, readyInHead));
+      expect(hold.held()).toBeGreaterThan(0);
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: head, rests: 1 });
+      expect((await store.getTask(taskId))?.status).toBe(TaskStatus.RUNNING);
+
+      hold.release();
+      await store.restsWritten();
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: SUBTASKS, rests: 0 });
+      const written = await store.listSubtasks(taskId);
+      const waitNode = written[HOSTS];
+      // The barrier waits for exactly the prepares that have not succeeded yet.
+      if (head < HOSTS) {
+        expect(waitNode?.status).toBe(SubtaskStatus.PENDING);
+        expect(written.slice(head, HOSTS).map((s) => s.status)).toEqual(
+          Array(HOSTS - head).fill(SubtaskStatus.READY),
+        );
+      } else if (head === HOSTS) {
+        expect(waitNode?.status).toBe(SubtaskStatus.READY);
+      } else {
+        expect(waitNode?.status).toBe(SubtaskStatus.SUCCESSFUL);
+        expect(written.slice(HOSTS + 1, 2 * HOSTS + 1).map((s) => s.status)).toEqual(
+          Array(HOSTS).fill(SubtaskStatus.READY),
+        );
+      }
+
+      // After it: every other subtask runs once, in order, and the task succeeds.
+      const after = await drain(store, expanded, succeeded);
+      expect([...inWindow, ...after].sort((a, b) => a - b)).toEqual(ids);
+      expect((await store.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
+    },
+  );
+});
+
+/** Handlers of the batch stop that do nothing. */
+function noOpHandlers(): HandlerRegistry {
+  const handlers = new HandlerRegistry();
+  for (const className of BATCH_STOP_CLASSES) handlers.register(className, { execute() {} });
+  return handlers;
+}
+
+/**
+ * Opens a store on `where`, checks that task `taskId` is still saved only in part, runs one
+ * reaper pass (which writes the rest), then runs an engine on it until the task ends.
+ */
+async function recover(where: string, schema: string | undefined, taskId: number, head: number) {
+  const driver = where.startsWith('pglite:')
+    ? await createPgliteDriver(where.slice('pglite:'.length))
+    : createPgDriver(where);
+  const store = await PostgresStore.open(driver, { ...(schema && { schema }), leaseSeconds: 1 });
+  try {
+    expect(await rowsOf(driver, store.schemaName, taskId)).toEqual({ subtasks: head, rests: 1 });
+    // Nothing of it runs yet, and none of its leases expired: the pass only writes the rest.
+    expect(await store.reapExpired({ executor: 'recoverer', limit: 10, now: Date.now() })).toEqual(
+      [],
+    );
+    expect(await rowsOf(driver, store.schemaName, taskId)).toEqual({
+      subtasks: SUBTASKS,
+      rests: 0,
+    });
+    const engine = new Engine({ store, handlers: noOpHandlers(), executor: 'recoverer' });
+    try {
+      const task = await engine.waitForTask(taskId);
+      return { task, subtasks: await store.listSubtasks(taskId) };
+    } finally {
+      await engine.close();
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+describe.each([
+  ['a PGlite directory', 'pglite', true],
+  ['PostgreSQL', 'postgres', reachable],
+] as const)('a submitter killed between its two transactions, on %s', (_, kind, runs) => {
+  it.runIf(runs)('leaves the rest to the next store, whose reaper pass writes it', async () => {
+    let where: string;
+    let schema: string | undefined;
+    if (kind === 'pglite') {
+      const dir = await mkdtemp(join(tmpdir(), 'dagops-head-'));
+      onTestFinished(() => rm(dir, { recursive: true, force: true }));
+      where = `pglite:${dir}`;
+    } else {
+      schema = freshSchema('dagops_head');
+      onTestFinished(() => dropSchema(schema as string));
+      where = TEST_DATABASE_URL;
+    }
+    // Saves the task with a head of 4, is held before writing the rest, and is killed -9.
+    const submitter = startSubmitter(where, schema ?? 'dagops', HOSTS, 4);
+    const taskId = await submitter.saved;
+    await submitter.kill9();
+
+    const { task, subtasks } = await recover(where, schema, taskId, 4);
+    expect(task.status).toBe(TaskStatus.SUCCESSFUL);
+    expect(subtasks).toHaveLength(SUBTASKS);
+    expect(subtasks.every((s) => s.status === SubtaskStatus.SUCCESSFUL && s.runTime === 1)).toBe(
+      true,
+    );
+  });
+});
