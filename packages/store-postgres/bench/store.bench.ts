@@ -11,7 +11,11 @@
  * tasks, but no task row is the one hot row of every engine): close to the ceiling of this
  * machine for that many engines, against which the shared-task case can be read.
  *
- * Environment: RUNS (default 3), CASES (comma list of `<pglite|pg>:<engines>:<hosts>[:apart]`),
+ * A case ending in `:head<n>` (say `pg:1:10000:head300`) opens the stores with the option
+ * `headSubtasks: n`: a task of more than 2n subtasks is saved head first (migration 005).
+ *
+ * Environment: RUNS (default 3), CASES (comma list of
+ * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>]`),
  * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
  * DAGOPS_TEST_DATABASE_URL.
  */
@@ -59,7 +63,12 @@ function spawnTsx(script: string, args: string[]) {
   });
 }
 
-async function runCase(kind: string, engines: number, hosts: number, apart: boolean): Promise<Run> {
+async function runCase(
+  kind: string,
+  engines: number,
+  hosts: number,
+  { apart, head }: { apart: boolean; head: number },
+): Promise<Run> {
   const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
   const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
   const where = dir ? `pglite:${dir}` : URL_;
@@ -71,6 +80,7 @@ async function runCase(kind: string, engines: number, hosts: number, apart: bool
       String(hosts),
       String(CONCURRENCY),
       String(TASK_CONCURRENCY),
+      String(head),
     ]),
   );
   const lines = workers.map((child) => createInterface({ input: child.stdout }));
@@ -155,14 +165,20 @@ const summary: Record<
   { subtasksPerSec: number; firstStartMs: number; endToEndMs: number; engineCpuMs: number }
 > = {};
 for (const name of CASES) {
-  const [kind = 'pg', enginesArg = '1', hostsArg = '1000', mode] = name.split(':');
-  if (mode !== undefined && mode !== 'apart')
-    throw new Error(
-      `CASES: case ${JSON.stringify(name)} ends in ${JSON.stringify(mode)}; the only mode is "apart"`,
-    );
+  const [kind = 'pg', enginesArg = '1', hostsArg = '1000', ...modes] = name.split(':');
+  let apart = false;
+  let head = 0;
+  for (const mode of modes) {
+    if (mode === 'apart') apart = true;
+    else if (/^head[1-9][0-9]*$/.test(mode)) head = Number(mode.slice(4));
+    else
+      throw new Error(
+        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart" and "head<n>" (n a positive integer)`,
+      );
+  }
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++)
-    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), mode === 'apart'));
+    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), { apart, head }));
   const row = {
     subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
     firstStartMs: median(runs.map((r) => r.firstStartMs)),
@@ -172,7 +188,7 @@ for (const name of CASES) {
   summary[name] = row;
   const shares = runs.at(-1)?.shares.join('/') ?? '';
   console.log(
-    `${name.padEnd(15)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  engine CPU ${fmt(row.engineCpuMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
+    `${name.padEnd(20)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  engine CPU ${fmt(row.engineCpuMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
   );
 }
 

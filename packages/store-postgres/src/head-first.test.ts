@@ -2,7 +2,8 @@
  * The window of a task saved head first (migration 005): after its first transaction (task
  * row, counters, head subtasks, the rest as JSON) and before its second (the rest's rows).
  * Head subtasks that succeed in the window unblock their downstreams once these are written;
- * a submitter killed with SIGKILL in the window leaves the rest to another store's reaper.
+ * a submitter killed with SIGKILL in the window leaves the rest to another store's reaper; a
+ * rest saved as plain arrays (migration 005) is written out as well as one saved as runs.
  * On PGlite and on the PostgreSQL server.
  */
 import { PGlite } from '@electric-sql/pglite';
@@ -21,6 +22,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { createPgDriver } from './pg-driver.js';
 import { createPgliteDriver } from './pglite-driver.js';
 import { PostgresStore } from './postgres-store.js';
+import { toSubtaskArrays } from './internal/subtask-arrays.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
   BATCH_STOP_CLASSES,
@@ -102,9 +104,15 @@ describe.each([
   // head 4: some of the barrier's upstreams succeed in the window; head 10: all of them (the
   // barrier is READY once written); head 11: the barrier itself succeeds in the window, before
   // any of its downstreams' rows exist.
-  it.runIf(runs).each([4, 10, 11])(
-    'head %i: subtasks that succeed before their downstreams are written unblock them',
-    async (head) => {
+  // 'plain arrays': the rest as migration 005 saved it, still read after migration 006.
+  it.runIf(runs).each([
+    [4, 'runs'],
+    [10, 'runs'],
+    [11, 'runs'],
+    [4, 'plain arrays'],
+  ] as const)(
+    'head %i, rest as %s: subtasks that succeed before their downstreams are written unblock them',
+    async (head, form) => {
       const database = await openDatabase();
       const inner = await database.driver();
       const hold = holdingQueries(inner, 'materialize');
@@ -123,6 +131,12 @@ describe.each([
       const taskId = expanded.task.id;
       const ids = expanded.subtasks.map((s) => s.id);
       expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: head, rests: 1 });
+      if (form === 'plain arrays') {
+        await inner.query(`UPDATE ${schema}.task_rest SET rest = $2::json WHERE task_id = $1`, [
+          taskId,
+          JSON.stringify(toSubtaskArrays(expanded.subtasks, ids[0] as number)),
+        ]);
+      }
 
       // In the window: the head runs to the end of what it can reach, the rest is not visible.
       const succeeded = new Set<number>();

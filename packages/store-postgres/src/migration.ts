@@ -4,6 +4,7 @@ import { migration002 } from './migrations/002-id-blocks.js';
 import { migration003 } from './migrations/003-quiet-alone.js';
 import { migration004 } from './migrations/004-claim-many-tasks.js';
 import { migration005 } from './migrations/005-submit-head-first.js';
+import { migration006 } from './migrations/006-rest-as-runs.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -22,6 +23,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration003,
   migration004,
   migration005,
+  migration006,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */

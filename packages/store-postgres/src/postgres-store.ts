@@ -50,6 +50,7 @@ import {
   SUBTASK_ARRAY_CASTS,
   toSubtaskArrays,
 } from './internal/subtask-arrays.js';
+import { restOf } from './internal/subtask-runs.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
 import { applyMigrations } from './migration.js';
@@ -203,7 +204,7 @@ export class PostgresStore implements Store {
         subtasks.length,
         statusCounts(arrays.statuses),
         ...arrayParams(headFirst ? headOf(arrays, head) : arrays),
-        headFirst ? JSON.stringify(arrays) : null,
+        headFirst ? JSON.stringify(restOf(arrays)) : null,
         creator.actor,
         Math.trunc(creator.now),
       ],

@@ -1,0 +1,98 @@
+/**
+ * The runs of a head-first task's rest (subtask-runs.ts), decoded by the SQL that reads them
+ * (migration 006) on PGlite: whatever the arrays, the database gets back exactly what was
+ * encoded; an expanded batch stop's rest is small.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgliteDriver } from '../pglite-driver.js';
+import { PostgresStore } from '../postgres-store.js';
+import type { SqlDriver } from '../sql-driver.js';
+import { batchStopTemplate, hostIds, insertTask } from '../test-support/databases.js';
+import { toSubtaskArrays } from './subtask-arrays.js';
+import { restOf, toCodedTexts, toRuns } from './subtask-runs.js';
+
+let db: PGlite;
+let driver: SqlDriver;
+let store: PostgresStore;
+beforeAll(async () => {
+  db = await PGlite.create();
+  driver = await createPgliteDriver(db);
+  store = await PostgresStore.open(driver);
+});
+afterAll(async () => {
+  await store.close();
+  await db.close();
+});
+
+/** What the database makes of `rest`'s array `name` (rest_ints / rest_texts). */
+async function decoded(rest: object, name: string, texts = false): Promise<unknown[]> {
+  const fn = texts ? 'rest_texts' : 'rest_ints';
+  const { rows } = await driver.query<{ v: unknown[] }>(`SELECT dagops.${fn}($1::jsonb, $2) AS v`, [
+    JSON.stringify(rest),
+    name,
+  ]);
+  return (rows[0] as { v: unknown[] }).v;
+}
+
+/** What the rest holds: ids, counts, indexes (small ones repeat, and make runs). */
+const ids = fc.array(fc.oneof(fc.nat(5), fc.maxSafeNat()), { maxLength: 60 });
+
+describe('runs', () => {
+  it('cover every value once, in order', () => {
+    fc.assert(
+      fc.property(ids, (values) => {
+        const { s, d, n } = toRuns(values);
+        expect(n.reduce((a, b) => a + b, 0)).toBe(values.length);
+        expect(n.every((length) => length >= 1)).toBe(true);
+        const back = s.flatMap((start, r) =>
+          Array.from({ length: n[r] as number }, (_, i) => start + (d[r] as number) * i),
+        );
+        expect(back).toEqual(values);
+        // Every run but the last holds two values at least: three numbers per two at worst.
+        expect(n.length).toBeLessThanOrEqual(Math.ceil(values.length / 2));
+      }),
+    );
+  });
+
+  it('are read back by the database as the integers encoded', async () => {
+    const safe = fc.array(fc.integer({ min: -1_000_000, max: 2 ** 40 }), { maxLength: 60 });
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(safe, fc.array(fc.nat(3), { maxLength: 60 })), async (values) => {
+        expect(await decoded({ runs: 1, a: toRuns(values) }, 'a')).toEqual(values);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('are read back by the database as the strings encoded', async () => {
+    const texts = fc.array(fc.constantFrom('READY', 'PENDING', 'EXECUTE', 'a"b', 'é', ''), {
+      maxLength: 40,
+    });
+    await fc.assert(
+      fc.asyncProperty(texts, async (values) => {
+        expect(await decoded({ runs: 1, t: toCodedTexts(values) }, 't', true)).toEqual(values);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('leave plain arrays (a rest saved before migration 006) as they are', async () => {
+    expect(await decoded({ a: [3, 1, 2] }, 'a')).toEqual([3, 1, 2]);
+    expect(await decoded({ t: ['x', 'y'] }, 't', true)).toEqual(['x', 'y']);
+  });
+
+  it('make the rest of a 10,000-host batch stop a few hundred bytes', async () => {
+    const { subtasks } = await insertTask(store, batchStopTemplate(), {
+      listMap: { host_ids: hostIds(10_000) },
+    });
+    const arrays = toSubtaskArrays(subtasks, subtasks[0]?.id ?? 0);
+    const rest = restOf(arrays);
+    const bytes = JSON.stringify(rest).length;
+    expect(bytes).toBeLessThan(2_000);
+    expect(JSON.stringify(arrays).length).toBeGreaterThan(500 * bytes);
+    expect(await decoded(rest, 'downs')).toEqual(arrays.downs);
+    expect(await decoded(rest, 'statuses', true)).toEqual(arrays.statuses);
+  });
+});
