@@ -3,7 +3,8 @@
  * row, counters, head subtasks, the rest as JSON) and before its second (the rest's rows).
  * Head subtasks that succeed in the window unblock their downstreams once these are written;
  * a submitter killed with SIGKILL in the window leaves the rest to another store's reaper; a
- * rest saved as plain arrays (migration 005) is written out as well as one saved as runs.
+ * rest saved as plain arrays (migration 005) is written out as well as one saved as runs; a
+ * malformed rest is an error and leaves the other tasks' rests to be written.
  * On PGlite and on the PostgreSQL server.
  */
 import { PGlite } from '@electric-sql/pglite';
@@ -173,6 +174,41 @@ describe.each([
       expect((await store.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
     },
   );
+});
+
+describe.each([
+  ['PGlite', onPglite, true],
+  ['PostgreSQL', onPostgres, reachable],
+] as const)('a rest that cannot be written, on %s', (_, openDatabase, runs) => {
+  it.runIf(runs)('is an error, left in place, and does not stop the reaper', async () => {
+    const database = await openDatabase();
+    const inner = await database.driver();
+    const hold = holdingQueries(inner, 'materialize');
+    const options = { ...(database.schema && { schema: database.schema }), headSubtasks: 4 };
+    const submitter = await PostgresStore.open(hold.driver, options);
+    const reaper = await PostgresStore.open(await database.driver(), options);
+    onTestFinished(async () => {
+      hold.release();
+      await submitter.close();
+      await reaper.close();
+    });
+    const schema = submitter.schemaName;
+    const args = { listMap: { host_ids: hostIds(HOSTS) } };
+    const bad = (await insertTask(submitter, batchStopTemplate(), args)).task.id;
+    const good = (await insertTask(submitter, batchStopTemplate(), args)).task.id;
+    // A rest of the new form that holds none of its arrays.
+    await inner.query(`UPDATE ${schema}.task_rest SET rest = '{"runs": 1}' WHERE task_id = $1`, [
+      bad,
+    ]);
+
+    expect(await reaper.reapExpired({ executor: 'r', limit: 10, now: Date.now() })).toEqual([]);
+    expect(await rowsOf(inner, schema, good)).toEqual({ subtasks: SUBTASKS, rests: 0 });
+    expect(await rowsOf(inner, schema, bad)).toEqual({ subtasks: 4, rests: 1 });
+    await expect(reaper.listSubtasks(bad)).rejects.toThrow(
+      `the rest of task ${bad} does not hold its ${SUBTASKS} subtasks`,
+    );
+    expect(await rowsOf(inner, schema, bad)).toEqual({ subtasks: 4, rests: 1 });
+  });
 });
 
 /** Handlers of the batch stop that do nothing. */

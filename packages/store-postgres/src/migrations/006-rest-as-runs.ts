@@ -9,7 +9,10 @@ import type { Migration } from '../migration.js';
  * and the runs of their indexes: a few hundred bytes for the same task (see subtask-runs.ts).
  *
  * `materialize` reads both forms: a rest saved by an engine of the previous version (plain
- * arrays) is still written out after this migration.
+ * arrays) is still written out after this migration. It also checks that the rest held every
+ * subtask the task counts (a malformed rest is an error, not a task missing rows), and
+ * `materialize_left` goes on past a rest it cannot write, so that one bad rest does not stop
+ * every reaper pass (the reaper also fails expired attempts).
  */
 export const migration006: Migration = {
   version: 6,
@@ -70,6 +73,10 @@ BEGIN
     ${S}.rest_ints(v_rest, 'downs'), ${S}.rest_ints(v_rest, 'downStarts')::int4[],
     ${S}.rest_ints(v_rest, 'downCounts')::int4[], ${S}.rest_texts(v_rest, 'statuses'),
     ${S}.rest_texts(v_rest, 'operations'), ${S}.rest_ints(v_rest, 'runTimes')::int4[]);
+  IF (SELECT count(*) FROM ${S}.subtasks WHERE task_id = p_task) <> v_count THEN
+    RAISE EXCEPTION 'materialize: the rest of task % does not hold its % subtasks', p_task,
+      v_count;
+  END IF;
   -- Finishes take the task's lock: from here no head subtask succeeds unseen.
   PERFORM 1 FROM ${S}.tasks WHERE id = p_task FOR UPDATE;
   UPDATE ${S}.subtasks x SET waiting = x.waiting - r.n,
@@ -86,6 +93,23 @@ BEGIN
   DELETE FROM ${S}.task_rest WHERE task_id = p_task;
   PERFORM ${S}.settle(p_task, (extract(epoch FROM clock_timestamp()) * 1000)::int8);
   RETURN true;
+END $$;
+
+-- As in migration 005; a rest that cannot be written is left (with a warning in the server's
+-- log) for the others, and for whoever repairs it.
+CREATE OR REPLACE FUNCTION ${S}.materialize_left() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  v_task int8;
+  v_written int := 0;
+BEGIN
+  FOR v_task IN SELECT task_id FROM ${S}.task_rest ORDER BY task_id LOOP
+    BEGIN
+      IF ${S}.materialize(v_task, false) THEN v_written := v_written + 1; END IF;
+    EXCEPTION WHEN OTHERS THEN
+      RAISE WARNING 'dagops: the rest of task % is not written: %', v_task, SQLERRM;
+    END;
+  END LOOP;
+  RETURN v_written;
 END $$;
 `,
 };
