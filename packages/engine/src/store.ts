@@ -159,7 +159,13 @@ export interface SubtaskContexts {
 export interface Store {
   /** Reserves a task id and `subtaskCount` consecutive subtask ids. */
   reserveIds(subtaskCount: number): Promise<ReservedIds>;
-  /** Saves a task at submission; the audit trail records `creator` as its first entry. */
+  /**
+   * Saves a task at submission; the audit trail records `creator` as its first entry. Once it
+   * resolves the task is durable and whole. A store may still be writing the rows of a large
+   * task's later subtasks (the PostgreSQL store saves such a task head first): those become
+   * claimable once written, and the store then notifies its subscribers (`work`); reads and
+   * operations of the task see all of it.
+   */
   insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void>;
   /** A task, or undefined when unknown. */
   getTask(taskId: number): Promise<TaskRecord | undefined>;

@@ -2,7 +2,7 @@
  * One engine process of `pnpm bench:store`:
  *
  *   tsx bench/store-worker.ts <pg URL | pglite:DIR> <schema> <role: submit|join> <hosts>
- *     <engineConcurrency> <taskConcurrency> [headSubtasks=0]
+ *     <engineConcurrency> <taskConcurrency> [headSubtasks (empty: the store's default)]
  *
  * Opens the store and an engine with no-op batch-stop handlers, runs a small task to warm up,
  * prints `ready`, and waits for a line on stdin: `go` (the `submit` worker then submits the
@@ -22,7 +22,7 @@ const [
   hostsArg = '1000',
   engineConc = '64',
   taskConc = '64',
-  head = '0',
+  head = '',
 ] = process.argv.slice(2);
 const clock = () => performance.timeOrigin + performance.now();
 const template: Template = { ...batchStopAgentTemplate, concurrency: Number(taskConc) };
@@ -32,7 +32,10 @@ const driver = where.startsWith('pglite:')
   : createPgDriver(where, { maxConnections: 4 });
 // Connections opened now, as in a long-running engine, not on the first claim.
 await Promise.all(Array.from({ length: 3 }, () => driver.query('SELECT 1')));
-const store = await PostgresStore.open(driver, { schema, headSubtasks: Number(head) });
+const store = await PostgresStore.open(driver, {
+  schema,
+  ...(head === '' ? {} : { headSubtasks: Number(head) }),
+});
 const handlers = new HandlerRegistry();
 for (const className of [
   AgentClassName.PREPARE_STOP,

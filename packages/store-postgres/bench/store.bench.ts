@@ -11,8 +11,9 @@
  * tasks, but no task row is the one hot row of every engine): close to the ceiling of this
  * machine for that many engines, against which the shared-task case can be read.
  *
- * A case ending in `:head<n>` (say `pg:1:10000:head300`) opens the stores with the option
- * `headSubtasks: n`: a task of more than 2n subtasks is saved head first (migration 005).
+ * A case ending in `:head<n>` (say `pg:1:10000:head0`) opens the stores with the option
+ * `headSubtasks: n` instead of its default (512): a task of more than 2n subtasks is saved head
+ * first (migrations 005, 006); 0 saves it in one transaction, as before session 6.
  *
  * Environment: RUNS (default 3), CASES (comma list of
  * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>]`),
@@ -35,7 +36,7 @@ const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 128);
 const TASK_CONCURRENCY = 3 * CONCURRENCY;
 const CASES = (
   process.env['CASES'] ??
-  'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:2:1000,pg:3:1000,pg:1:10000,pg:2:10000,pg:3:10000,pg:2:10000:apart'
+  'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:1:1000:head0,pg:2:1000,pg:3:1000,pg:1:10000,pg:1:10000:head0,pg:2:10000,pg:3:10000,pg:2:10000:apart'
 ).split(',');
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
@@ -67,7 +68,7 @@ async function runCase(
   kind: string,
   engines: number,
   hosts: number,
-  { apart, head }: { apart: boolean; head: number },
+  { apart, head }: { apart: boolean; head: number | undefined },
 ): Promise<Run> {
   const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
   const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
@@ -80,7 +81,7 @@ async function runCase(
       String(hosts),
       String(CONCURRENCY),
       String(TASK_CONCURRENCY),
-      String(head),
+      head === undefined ? '' : String(head),
     ]),
   );
   const lines = workers.map((child) => createInterface({ input: child.stdout }));
@@ -167,13 +168,13 @@ const summary: Record<
 for (const name of CASES) {
   const [kind = 'pg', enginesArg = '1', hostsArg = '1000', ...modes] = name.split(':');
   let apart = false;
-  let head = 0;
+  let head: number | undefined;
   for (const mode of modes) {
     if (mode === 'apart') apart = true;
-    else if (/^head[1-9][0-9]*$/.test(mode)) head = Number(mode.slice(4));
+    else if (/^head(0|[1-9][0-9]*)$/.test(mode)) head = Number(mode.slice(4));
     else
       throw new Error(
-        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart" and "head<n>" (n a positive integer)`,
+        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart" and "head<n>" (n an integer, 0 or more)`,
       );
   }
   const runs: Run[] = [];
@@ -217,6 +218,17 @@ const scaling = {
 console.log(
   `dagops on PostgreSQL (1 engine) / graphile-worker: ${ratio['1000']?.toFixed(2)} (1k hosts), ${ratio['10000']?.toFixed(2)} (10k hosts); 2 engines / 1 engine: ${scaling['1000'].toFixed(2)}, ${scaling['10000'].toFixed(2)}; 2 engines on a task each / 1 engine: ${scaling['10000apart'].toFixed(2)}`,
 );
+/** Submit → first start, head first (the default) over one transaction (head0). */
+const firstStartHeadFirst = {
+  '1000':
+    (summary['pg:1:1000']?.firstStartMs ?? NaN) / (summary['pg:1:1000:head0']?.firstStartMs ?? NaN),
+  '10000':
+    (summary['pg:1:10000']?.firstStartMs ?? NaN) /
+    (summary['pg:1:10000:head0']?.firstStartMs ?? NaN),
+};
+console.log(
+  `submit → first start, saved head first / in one transaction (1 engine): ${firstStartHeadFirst['1000'].toFixed(2)} (1k hosts), ${firstStartHeadFirst['10000'].toFixed(2)} (10k hosts)`,
+);
 console.log(
   JSON.stringify({
     runs: RUNS,
@@ -225,5 +237,6 @@ console.log(
     graphileWorkerJobsPerSec: referenceRows,
     ratioToGraphileWorker: ratio,
     twoEnginesOverOne: scaling,
+    firstStartHeadFirstOverOneTransaction: firstStartHeadFirst,
   }),
 );

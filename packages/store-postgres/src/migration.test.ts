@@ -103,7 +103,7 @@ describe('store options', () => {
       migrate: true,
       maxBatch: 512,
       stepsInFlight: 2,
-      headSubtasks: 0,
+      headSubtasks: 512,
     });
   });
 });

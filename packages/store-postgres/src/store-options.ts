@@ -27,10 +27,10 @@ export interface PostgresStoreOptions {
   readonly stepsInFlight?: number;
   /**
    * A task of more than twice this many subtasks is saved head first: its row, the counters of
-   * all its subtasks and its first `headSubtasks` subtasks in one transaction (after which the
-   * submission is acknowledged and they may start), the rest's rows and edges in a second one.
-   * 0 saves every task in one transaction. Off by default until claims see a task's rest as
-   * soon as it is written (see docs/durability.md). @default 0
+   * all its subtasks, its first `headSubtasks` subtasks and the rest's data in one transaction
+   * (after which the submission is acknowledged and the head may start), the rest's rows and
+   * edges in a second one, after which they are claimable (see docs/durability.md). 0 saves
+   * every task in one transaction. @default 512
    */
   readonly headSubtasks?: number;
 }
@@ -73,7 +73,7 @@ export function resolvePostgresStoreOptions(
   if (!Number.isSafeInteger(stepsInFlight) || stepsInFlight < 1 || stepsInFlight > 16) {
     throw invalid('stepsInFlight', 'an integer within [1, 16]', stepsInFlight);
   }
-  const headSubtasks = options.headSubtasks ?? 0;
+  const headSubtasks = options.headSubtasks ?? 512;
   if (!Number.isSafeInteger(headSubtasks) || headSubtasks < 0 || headSubtasks > 1_000_000) {
     throw invalid('headSubtasks', 'an integer within [0, 1000000]', headSubtasks);
   }
