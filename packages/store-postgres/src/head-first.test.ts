@@ -176,6 +176,55 @@ describe.each([
   );
 });
 
+describe('the rest of a task saved head first, on PGlite (one statement at a time)', () => {
+  /** A store on a fresh PGlite, recording the SQL functions it calls, in order. */
+  async function recording() {
+    const db = await PGlite.create();
+    const inner = await createPgliteDriver(db);
+    const calls: string[] = [];
+    const driver: SqlDriver = {
+      query(text, params) {
+        const called = /SELECT \w+\.(\w+)\(/.exec(text)?.[1];
+        if (called) calls.push(called);
+        return inner.query(text, params);
+      },
+      exec: (text) => inner.exec(text),
+      transaction: (fn) => inner.transaction(fn),
+      listen: (channel, onNotify) => inner.listen(channel, onNotify),
+      close: () => inner.close(),
+    };
+    const store = await PostgresStore.open(driver, { headSubtasks: 4 });
+    onTestFinished(async () => {
+      await store.close();
+      await db.close();
+    });
+    return { store, calls };
+  }
+
+  it('is written after the claim of its head, which does not wait behind it', async () => {
+    const { store, calls } = await recording();
+    const { task } = await insertTask(store, batchStopTemplate(), {
+      listMap: { host_ids: hostIds(HOSTS) },
+    });
+    const claims = await store.claimReady({ executor: 'e1', limit: 100, now: Date.now() });
+    expect(claims.map((c) => c.subtask.seriesId)).toEqual([0, 1, 2, 3]);
+    await store.restsWritten();
+    const saved = calls.lastIndexOf('save_task');
+    expect(calls.slice(saved)).toEqual(['save_task', 'step', 'materialize']);
+    expect(await store.listSubtasks(task.id)).toHaveLength(SUBTASKS);
+  });
+
+  it('is written without a claim when none comes', async () => {
+    const { store, calls } = await recording();
+    const { task } = await insertTask(store, batchStopTemplate(), {
+      listMap: { host_ids: hostIds(HOSTS) },
+    });
+    await store.restsWritten();
+    expect(calls.slice(calls.lastIndexOf('save_task'))).toEqual(['save_task', 'materialize']);
+    expect(await store.listSubtasks(task.id)).toHaveLength(SUBTASKS);
+  });
+});
+
 describe.each([
   ['PGlite', onPglite, true],
   ['PostgreSQL', onPostgres, reachable],

@@ -73,6 +73,12 @@ function translate(error: unknown): unknown {
 
 const isId = (value: number): boolean => Number.isSafeInteger(value) && value > 0;
 
+/**
+ * How long the rest of a task saved head first waits for a claim of its head before being
+ * written anyway (no engine claims through this store, or none has room).
+ */
+const CLAIM_WAIT_MS = 20;
+
 function notFound(what: string, target: number): DagopsError {
   return new DagopsError(ErrorCode.TASK_NOT_FOUND, `${what} does not exist`, {
     target: String(target),
@@ -118,6 +124,8 @@ export class PostgresStore implements Store {
   private closed = false;
   /** Rests of tasks saved head first that this store is writing (see {@link insertTask}). */
   private readonly materializing = new Set<Promise<void>>();
+  /** Resumed once a claim that starts after them has been answered (see {@link materializeSoon}). */
+  private afterClaim: (() => void)[] = [];
 
   private constructor(
     private readonly driver: SqlDriver,
@@ -275,8 +283,15 @@ export class PostgresStore implements Store {
 
   async claimReady({ executor, limit, now }: ClaimRequest): Promise<Claim[]> {
     if (limit <= 0) return [];
-    const rows = await this.batcher.claim(executor, limit, Math.trunc(now));
-    return this.toClaims(rows);
+    // The rests waiting for a claim that started after their task was saved (materializeSoon).
+    const waiting = this.afterClaim;
+    this.afterClaim = [];
+    try {
+      const rows = await this.batcher.claim(executor, limit, Math.trunc(now));
+      return this.toClaims(rows);
+    } finally {
+      for (const resume of waiting) resume();
+    }
   }
 
   completeAttempt(
@@ -549,11 +564,19 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Writes the rest of a task saved head first, in the background: after the first claims (PGlite
-   * runs one statement at a time). Should it fail, the next reaper pass of any store writes it.
+   * Writes the rest of a task saved head first, in the background, once the next claim (the
+   * submitting engine's, for the head) has been answered, or after {@link CLAIM_WAIT_MS} when
+   * none comes: PGlite runs one statement at a time, and a claim queued behind the rest would
+   * wait for all of it. Should it fail, the next reaper pass of any store writes it.
    */
   private materializeSoon(taskId: number): void {
-    const run = new Promise<void>((resolve) => setImmediate(resolve))
+    const run = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CLAIM_WAIT_MS);
+      this.afterClaim.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    })
       .then(() => this.call<boolean>('materialize($1, false)', [taskId]))
       .then((written) => {
         // What the rest made READY: this store does not hear its own notices.
