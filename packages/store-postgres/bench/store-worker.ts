@@ -2,7 +2,7 @@
  * One engine process of `pnpm bench:store`:
  *
  *   tsx bench/store-worker.ts <pg URL | pglite:DIR> <schema> <role: submit|join> <hosts>
- *     <engineConcurrency> <taskConcurrency> [headSubtasks (empty: the store's default)]
+ *     <engineConcurrency> <taskConcurrency> [headSubtasks] [workNoticeMs] (empty: the default)
  *
  * Opens the store and an engine with no-op batch-stop handlers, runs a small task to warm up,
  * prints `ready`, and waits for a line on stdin: `go` (the `submit` worker then submits the
@@ -23,6 +23,7 @@ const [
   engineConc = '64',
   taskConc = '64',
   head = '',
+  notice = '',
 ] = process.argv.slice(2);
 const clock = () => performance.timeOrigin + performance.now();
 const template: Template = { ...batchStopAgentTemplate, concurrency: Number(taskConc) };
@@ -35,6 +36,7 @@ await Promise.all(Array.from({ length: 3 }, () => driver.query('SELECT 1')));
 const store = await PostgresStore.open(driver, {
   schema,
   ...(head === '' ? {} : { headSubtasks: Number(head) }),
+  ...(notice === '' ? {} : { workNoticeMs: Number(notice) }),
 });
 const handlers = new HandlerRegistry();
 for (const className of [

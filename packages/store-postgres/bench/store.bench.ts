@@ -13,10 +13,12 @@
  *
  * A case ending in `:head<n>` (say `pg:1:10000:head0`) opens the stores with the option
  * `headSubtasks: n` instead of its default (512): a task of more than 2n subtasks is saved head
- * first (migrations 005, 006); 0 saves it in one transaction, as before session 6.
+ * first (migrations 005, 006); 0 saves it in one transaction, as before session 6. A case
+ * ending in `:notice<n>` sets `workNoticeMs: n` (default 25; 0 notifies on every step, as
+ * before migration 007).
  *
  * Environment: RUNS (default 3), CASES (comma list of
- * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>]`),
+ * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>][:notice<n>]`),
  * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
  * DAGOPS_TEST_DATABASE_URL.
  */
@@ -68,7 +70,7 @@ async function runCase(
   kind: string,
   engines: number,
   hosts: number,
-  { apart, head }: { apart: boolean; head: number | undefined },
+  { apart, head, notice }: { apart: boolean; head: number | undefined; notice: number | undefined },
 ): Promise<Run> {
   const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
   const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
@@ -82,6 +84,7 @@ async function runCase(
       String(CONCURRENCY),
       String(TASK_CONCURRENCY),
       head === undefined ? '' : String(head),
+      notice === undefined ? '' : String(notice),
     ]),
   );
   const lines = workers.map((child) => createInterface({ input: child.stdout }));
@@ -169,17 +172,19 @@ for (const name of CASES) {
   const [kind = 'pg', enginesArg = '1', hostsArg = '1000', ...modes] = name.split(':');
   let apart = false;
   let head: number | undefined;
+  let notice: number | undefined;
   for (const mode of modes) {
     if (mode === 'apart') apart = true;
     else if (/^head(0|[1-9][0-9]*)$/.test(mode)) head = Number(mode.slice(4));
+    else if (/^notice(0|[1-9][0-9]*)$/.test(mode)) notice = Number(mode.slice(6));
     else
       throw new Error(
-        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart" and "head<n>" (n an integer, 0 or more)`,
+        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart", "head<n>" and "notice<n>" (n an integer, 0 or more)`,
       );
   }
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++)
-    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), { apart, head }));
+    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), { apart, head, notice }));
   const row = {
     subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
     firstStartMs: median(runs.map((r) => r.firstStartMs)),

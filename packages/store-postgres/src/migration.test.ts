@@ -90,10 +90,16 @@ describe('store options', () => {
     [{ schema: 'x; DROP TABLE y' }, 'schema'],
     [{ leaseSeconds: 0 }, 'leaseSeconds'],
     [{ maxBatch: 1.5 }, 'maxBatch'],
+    [{ stepsInFlight: 0 }, 'stepsInFlight'],
+    [{ headSubtasks: -1 }, 'headSubtasks'],
+    [{ workNoticeMs: Number.NaN }, 'workNoticeMs'],
+    [{ workNoticeMs: 5000 }, 'workNoticeMs'],
   ])('refuses %j, naming the option', (options, option) => {
     expect(() => resolvePostgresStoreOptions(options)).toThrow(
       expect.objectContaining({ code: ErrorCode.OPTIONS_INVALID, target: option }) as Error,
     );
+    // The message names the option and the value received.
+    expect(() => resolvePostgresStoreOptions(options)).toThrow(`store option ${option} must be`);
   });
 
   it('fills in the defaults', () => {
@@ -104,6 +110,7 @@ describe('store options', () => {
       maxBatch: 512,
       stepsInFlight: 2,
       headSubtasks: 512,
+      workNoticeMs: 25,
     });
   });
 });

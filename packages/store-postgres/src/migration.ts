@@ -5,6 +5,7 @@ import { migration003 } from './migrations/003-quiet-alone.js';
 import { migration004 } from './migrations/004-claim-many-tasks.js';
 import { migration005 } from './migrations/005-submit-head-first.js';
 import { migration006 } from './migrations/006-rest-as-runs.js';
+import { migration007 } from './migrations/007-paced-work-notices.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -24,6 +25,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration004,
   migration005,
   migration006,
+  migration007,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */

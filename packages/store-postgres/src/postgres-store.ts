@@ -51,6 +51,7 @@ import {
   toSubtaskArrays,
 } from './internal/subtask-arrays.js';
 import { restOf } from './internal/subtask-runs.js';
+import { WorkNotices } from './internal/work-notices.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
 import { applyMigrations } from './migration.js';
@@ -126,6 +127,8 @@ export class PostgresStore implements Store {
   private readonly materializing = new Set<Promise<void>>();
   /** Resumed once a claim that starts after them has been answered (see {@link materializeSoon}). */
   private afterClaim: (() => void)[] = [];
+  /** Paces the work notices of this store's steps. */
+  private readonly notices: WorkNotices;
 
   private constructor(
     private readonly driver: SqlDriver,
@@ -135,6 +138,7 @@ export class PostgresStore implements Store {
     this.schema = options.schema;
     this.leaseMs = Math.round(options.leaseSeconds * 1000);
     this.presence = new Presence(driver, options.schema);
+    this.notices = new WorkNotices(options.workNoticeMs, () => this.call<null>("notify('w')", []));
     this.batcher = new StepBatcher(
       (request) => this.step(request),
       options.maxBatch,
@@ -434,6 +438,7 @@ export class PostgresStore implements Store {
     this.closed = true;
     await Promise.all(this.materializing);
     await this.batcher.idle();
+    await this.notices.stop();
     this.listeners.clear();
     await this.presence.stop().catch(() => {});
     await this.stopListening?.().catch(() => {});
@@ -442,13 +447,20 @@ export class PostgresStore implements Store {
 
   /** One round trip for a batch of the engine's hot-path requests. */
   private async step({ logs, items, claims, now }: StepRequest): Promise<StepResponse> {
-    return this.call<StepResponse>('step($1::jsonb, $2::jsonb, $3::jsonb, $4, $5)', [
-      logs.length === 0 ? null : JSON.stringify(logs),
-      items.length === 0 ? null : JSON.stringify(items),
-      claims.length === 0 ? null : JSON.stringify(claims),
-      now,
-      this.leaseMs,
-    ]);
+    const quiet = !this.notices.mayNotify();
+    const response = await this.call<StepResponse>(
+      'step($1::jsonb, $2::jsonb, $3::jsonb, $4, $5)',
+      [
+        logs.length === 0 ? null : JSON.stringify(logs),
+        items.length === 0 ? null : JSON.stringify(items),
+        claims.length === 0 ? null : JSON.stringify(claims),
+        now,
+        this.leaseMs,
+      ],
+      quiet,
+    );
+    if (quiet) this.notices.keptQuiet();
+    return response;
   }
 
   /** The subtasks of the task row `t` as a JSON array of records, in id order (a subquery). */
@@ -458,16 +470,21 @@ export class PostgresStore implements Store {
       WHERE x.id BETWEEN t.first_subtask_id AND t.first_subtask_id + t.subtask_count - 1)`;
   }
 
-  /** Calls one of the schema's SQL functions; its jsonb result is the answer. */
-  private async call<T>(invocation: string, params: readonly unknown[]): Promise<T> {
+  /**
+   * Calls one of the schema's SQL functions; its jsonb result is the answer. With `quiet`, the
+   * call sends no work notice (see {@link WorkNotices}).
+   */
+  private async call<T>(invocation: string, params: readonly unknown[], quiet = false): Promise<T> {
     try {
       // Names the writer to the schema's notify(), in the call's own transaction; no name when
       // several engines listen here, so that they hear of each other's writes.
       const writer = this.listeners.size > 1 ? '' : this.presence.id;
+      const n = params.length;
       const { rows } = await this.driver.query<{ r: T }>(
         `SELECT ${this.schema}.${invocation} AS r
-         FROM (SELECT set_config('dagops.store', $${params.length + 1}, true)) AS writer`,
-        [...params, writer],
+         FROM (SELECT set_config('dagops.store', $${n + 1}, true),
+                      set_config('dagops.quiet', $${n + 2}, true)) AS writer`,
+        [...params, writer, quiet ? 'w' : ''],
       );
       return (rows[0] as { r: T }).r;
     } catch (error) {

@@ -33,6 +33,14 @@ export interface PostgresStoreOptions {
    * every task in one transaction. @default 512
    */
   readonly headSubtasks?: number;
+  /**
+   * The shortest time between two work notices (NOTIFY) of this store's hot-path steps, ms.
+   * A notifying commit holds the database's notification-queue lock until it is flushed, so
+   * with several engines open, notices on every step put all engines' steps in one line; paced,
+   * another engine hears of new work at most this late. 0 notifies on every step that makes
+   * work. @default 25
+   */
+  readonly workNoticeMs?: number;
 }
 
 /** {@link PostgresStoreOptions} with every default applied. */
@@ -43,6 +51,7 @@ export interface ResolvedPostgresStoreOptions {
   readonly maxBatch: number;
   readonly stepsInFlight: number;
   readonly headSubtasks: number;
+  readonly workNoticeMs: number;
 }
 
 function invalid(option: string, expected: string, value: unknown): DagopsError {
@@ -77,7 +86,11 @@ export function resolvePostgresStoreOptions(
   if (!Number.isSafeInteger(headSubtasks) || headSubtasks < 0 || headSubtasks > 1_000_000) {
     throw invalid('headSubtasks', 'an integer within [0, 1000000]', headSubtasks);
   }
+  const workNoticeMs = options.workNoticeMs ?? 25;
+  if (typeof workNoticeMs !== 'number' || !(workNoticeMs >= 0 && workNoticeMs <= 1000)) {
+    throw invalid('workNoticeMs', 'a number of milliseconds within [0, 1000]', workNoticeMs);
+  }
   const migrate = options.migrate ?? true;
   if (typeof migrate !== 'boolean') throw invalid('migrate', 'a boolean', migrate);
-  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight, headSubtasks };
+  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight, headSubtasks, workNoticeMs };
 }
