@@ -38,6 +38,32 @@ describe.skipIf(!reachable)('migrations on PostgreSQL', () => {
 });
 
 describe('migrations', () => {
+  it('are required with migrate: false: an older schema is refused, naming what it lacks', async () => {
+    const db = await PGlite.create();
+    onTestFinished(() => db.close());
+    const older = MIGRATIONS.slice(0, 5);
+    await applyMigrations(await createPgliteDriver(db), 'dagops', older);
+    const names = MIGRATIONS.slice(5)
+      .map((m) => `${m.version} (${m.name})`)
+      .join(', ');
+    await expect(
+      PostgresStore.open(await createPgliteDriver(db), { migrate: false }),
+    ).rejects.toThrow(
+      expect.objectContaining({
+        code: ErrorCode.OPTIONS_INVALID,
+        target: 'migrate',
+        message: `store option migrate is false, but schema dagops lacks migrations ${names}: open one store with migrate: true to apply them`,
+      }) as Error,
+    );
+    // A schema that does not exist lacks them all; once applied, migrate: false opens.
+    await expect(
+      PostgresStore.open(await createPgliteDriver(db), { schema: 'nothing', migrate: false }),
+    ).rejects.toThrow('schema nothing lacks migrations 1 (');
+    await applyMigrations(await createPgliteDriver(db), 'dagops');
+    const store = await PostgresStore.open(await createPgliteDriver(db), { migrate: false });
+    await store.close();
+  });
+
   it('write the transition tables of @dagops/engine into the schema', async () => {
     const db = await PGlite.create();
     onTestFinished(() => db.close());

@@ -67,3 +67,24 @@ export async function applyMigrations(
     return applied;
   });
 }
+
+/**
+ * The migrations `schema` lacks (all of them when it has none): a store opened with
+ * `migrate: false` refuses to run on a schema older than its code.
+ */
+export async function missingMigrations(
+  driver: SqlDriver,
+  schema: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<Migration[]> {
+  const { rows: tables } = await driver.query<{ present: boolean }>(
+    'SELECT to_regclass($1) IS NOT NULL AS present',
+    [`${schema}.dagops_migrations`],
+  );
+  if (!tables[0]?.present) return [...migrations];
+  const { rows } = await driver.query<{ version: number }>(
+    `SELECT version FROM ${schema}.dagops_migrations`,
+  );
+  const done = new Set(rows.map((row) => Number(row.version)));
+  return migrations.filter((migration) => !done.has(migration.version));
+}

@@ -54,7 +54,7 @@ import { restOf } from './internal/subtask-runs.js';
 import { WorkNotices } from './internal/work-notices.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
-import { applyMigrations } from './migration.js';
+import { applyMigrations, missingMigrations } from './migration.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
   resolvePostgresStoreOptions,
@@ -79,6 +79,18 @@ const isId = (value: number): boolean => Number.isSafeInteger(value) && value > 
  * written anyway (no engine claims through this store, or none has room).
  */
 const CLAIM_WAIT_MS = 20;
+
+/** With `migrate: false`: refuses a schema that lacks migrations this code relies on. */
+async function refuseOlderSchema(driver: SqlDriver, schema: string): Promise<void> {
+  const missing = await missingMigrations(driver, schema);
+  if (missing.length === 0) return;
+  const names = missing.map((m) => `${m.version} (${m.name})`).join(', ');
+  throw new DagopsError(
+    ErrorCode.OPTIONS_INVALID,
+    `store option migrate is false, but schema ${schema} lacks migrations ${names}: open one store with migrate: true to apply them`,
+    { target: 'migrate' },
+  );
+}
 
 function notFound(what: string, target: number): DagopsError {
   return new DagopsError(ErrorCode.TASK_NOT_FOUND, `${what} does not exist`, {
@@ -155,6 +167,7 @@ export class PostgresStore implements Store {
     const store = new PostgresStore(driver, resolvePostgresStoreOptions(options));
     try {
       if (store.options.migrate) await applyMigrations(driver, store.schema);
+      else await refuseOlderSchema(driver, store.schema);
       store.stopListening = await driver.listen(store.schema, (payload) => store.hear(payload));
       await store.presence.start();
     } catch (error) {

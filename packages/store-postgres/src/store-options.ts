@@ -15,7 +15,10 @@ export interface PostgresStoreOptions {
    * @default 30
    */
   readonly leaseSeconds?: number;
-  /** Apply the migrations the schema lacks when opening. @default true */
+  /**
+   * Apply the migrations the schema lacks when opening. With false, opening refuses a schema
+   * that lacks any (the code relies on every one of them). @default true
+   */
   readonly migrate?: boolean;
   /** Most ends of attempts and log lines grouped into one transaction. @default 512 */
   readonly maxBatch?: number;
