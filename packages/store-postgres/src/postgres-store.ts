@@ -138,7 +138,7 @@ export class PostgresStore implements Store {
   /** Rests of tasks saved head first that this store is writing (see {@link insertTask}). */
   private readonly materializing = new Set<Promise<void>>();
   /** Resumed once a claim that starts after them has been answered (see {@link materializeSoon}). */
-  private afterClaim: (() => void)[] = [];
+  private afterClaim = new Set<() => void>();
   /** Paces the work notices of this store's steps. */
   private readonly notices: WorkNotices;
 
@@ -302,7 +302,7 @@ export class PostgresStore implements Store {
     if (limit <= 0) return [];
     // The rests waiting for a claim that started after their task was saved (materializeSoon).
     const waiting = this.afterClaim;
-    this.afterClaim = [];
+    this.afterClaim = new Set();
     try {
       const rows = await this.batcher.claim(executor, limit, Math.trunc(now));
       return this.toClaims(rows);
@@ -601,11 +601,16 @@ export class PostgresStore implements Store {
    */
   private materializeSoon(taskId: number): void {
     const run = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, CLAIM_WAIT_MS);
-      this.afterClaim.push(() => {
+      const resume = () => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      // A store that submits and never claims keeps nothing waiting.
+      const timer = setTimeout(() => {
+        this.afterClaim.delete(resume);
+        resolve();
+      }, CLAIM_WAIT_MS);
+      this.afterClaim.add(resume);
     })
       .then(() => this.call<boolean>('materialize($1, false)', [taskId]))
       .then((written) => {
