@@ -400,15 +400,22 @@ describe('expandTemplate: context', () => {
     expect(subtasks).toHaveLength(2);
   });
 
-  it('two expansions of one template share no arrays', () => {
+  it('two expansions of one template share no array that can change', () => {
     const validated = validateTemplate(tpl([node('a'), split('b')], [['a', 'b']]));
     const first = expandTemplate(validated, hosts(2), options());
     const second = expandTemplate(validated, hosts(2), options());
     expect(first.task.context.listMap['hosts']).not.toBe(second.task.context.listMap['hosts']);
     first.subtasks.forEach((s, i) => {
       const other = second.subtasks[i] as SubtaskRecord;
-      expect(s.upstreams).not.toBe(other.upstreams);
-      expect(s.downstreams).not.toBe(other.downstreams);
+      for (const [mine, theirs] of [
+        [s.upstreams, other.upstreams],
+        [s.downstreams, other.downstreams],
+      ] as const) {
+        expect(Object.isFrozen(mine)).toBe(true);
+        // Only the empty id list is one array for all (frozen: nothing can change it).
+        if (mine.length > 0) expect(mine).not.toBe(theirs);
+        expect(() => (mine as number[]).push(1)).toThrow(TypeError);
+      }
     });
   });
 
