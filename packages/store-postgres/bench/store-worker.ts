@@ -3,8 +3,10 @@
  *
  *   tsx bench/store-worker.ts <pg URL | pglite:DIR> <schema> <role: submit|join> <hosts>
  *     <engineConcurrency> <taskConcurrency> [headSubtasks] [workNoticeMs] (empty: the default)
+ *     [warmHosts=2]
  *
- * Opens the store and an engine with no-op batch-stop handlers, runs a small task to warm up,
+ * Opens the store and an engine with no-op batch-stop handlers, runs a task of `warmHosts`
+ * hosts to warm up (2: a small one; the measured size: as an engine that has run one before),
  * prints `ready`, and waits for a line on stdin: `go` (the `submit` worker then submits the
  * batch stop and prints `task <id>`) or `go <id>` (a joining worker). Exits once the task has
  * finished, printing one JSON line: {status, submitAt, firstStartAt, finishedAt, executions}
@@ -24,6 +26,7 @@ const [
   taskConc = '64',
   head = '',
   notice = '',
+  warmHosts = '2',
 ] = process.argv.slice(2);
 const clock = () => performance.timeOrigin + performance.now();
 const template: Template = { ...batchStopAgentTemplate, concurrency: Number(taskConc) };
@@ -54,10 +57,11 @@ engine.on('subtask.started', ({ taskId }) => {
   executions++;
   if (!firstStarts.has(taskId)) firstStarts.set(taskId, clock());
 });
-// Warm up as a long-running engine is: validators compiled, SQL functions and plans cached.
+// Warm up as a long-running engine is: validators compiled, SQL functions and plans cached
+// (and with warmHosts of the measured size, the heap grown and the large paths compiled).
 const warm = await engine.submit(
   template,
-  { listMap: { host_ids: ['1', '2'] } },
+  { listMap: { host_ids: Array.from({ length: Number(warmHosts) }, (_, i) => String(i + 1)) } },
   { creator: 'warm-up' },
 );
 await engine.waitForTask(warm.id);

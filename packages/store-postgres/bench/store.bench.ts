@@ -15,10 +15,12 @@
  * `headSubtasks: n` instead of its default (512): a task of more than 2n subtasks is saved head
  * first (migrations 005, 006); 0 saves it in one transaction, as before session 6. A case
  * ending in `:notice<n>` sets `workNoticeMs: n` (default 25; 0 notifies on every step, as
- * before migration 007).
+ * before migration 007). A case ending in `:warm` warms each engine up with a task of the
+ * measured size instead of a 2-host one: an engine that has run such a task before (its heap
+ * grown, its large paths compiled), where the default measures a process's first.
  *
  * Environment: RUNS (default 3), CASES (comma list of
- * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>][:notice<n>]`),
+ * `<pglite|pg>:<engines>:<hosts>[:apart][:head<n>][:notice<n>][:warm]`),
  * CONCURRENCY (per engine, default 128), REFERENCE (0 skips graphile-worker),
  * DAGOPS_TEST_DATABASE_URL.
  */
@@ -70,7 +72,12 @@ async function runCase(
   kind: string,
   engines: number,
   hosts: number,
-  { apart, head, notice }: { apart: boolean; head: number | undefined; notice: number | undefined },
+  {
+    apart,
+    head,
+    notice,
+    warm,
+  }: { apart: boolean; head: number | undefined; notice: number | undefined; warm: boolean },
 ): Promise<Run> {
   const schema = `dagops_bench_${randomBytes(4).toString('hex')}`;
   const dir = kind === 'pglite' ? await mkdtemp(join(tmpdir(), 'dagops-bench-')) : undefined;
@@ -85,6 +92,7 @@ async function runCase(
       String(TASK_CONCURRENCY),
       head === undefined ? '' : String(head),
       notice === undefined ? '' : String(notice),
+      String(warm ? hosts : 2),
     ]),
   );
   const lines = workers.map((child) => createInterface({ input: child.stdout }));
@@ -173,18 +181,22 @@ for (const name of CASES) {
   let apart = false;
   let head: number | undefined;
   let notice: number | undefined;
+  let warm = false;
   for (const mode of modes) {
     if (mode === 'apart') apart = true;
+    else if (mode === 'warm') warm = true;
     else if (/^head(0|[1-9][0-9]*)$/.test(mode)) head = Number(mode.slice(4));
     else if (/^notice(0|[1-9][0-9]*)$/.test(mode)) notice = Number(mode.slice(6));
     else
       throw new Error(
-        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart", "head<n>" and "notice<n>" (n an integer, 0 or more)`,
+        `CASES: case ${JSON.stringify(name)} has the mode ${JSON.stringify(mode)}; modes are "apart", "warm", "head<n>" and "notice<n>" (n an integer, 0 or more)`,
       );
   }
   const runs: Run[] = [];
   for (let i = 0; i < RUNS; i++)
-    runs.push(await runCase(kind, Number(enginesArg), Number(hostsArg), { apart, head, notice }));
+    runs.push(
+      await runCase(kind, Number(enginesArg), Number(hostsArg), { apart, head, notice, warm }),
+    );
   const row = {
     subtasksPerSec: median(runs.map((r) => r.subtasksPerSec)),
     firstStartMs: median(runs.map((r) => r.firstStartMs)),
