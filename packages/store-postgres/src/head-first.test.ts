@@ -28,6 +28,7 @@ import type { SqlDriver } from './sql-driver.js';
 import {
   BATCH_STOP_CLASSES,
   batchStopTemplate,
+  beforeQueries,
   dropSchema,
   freshSchema,
   holdingQueries,
@@ -182,17 +183,11 @@ describe('the rest of a task saved head first, on PGlite (one statement at a tim
     const db = await PGlite.create();
     const inner = await createPgliteDriver(db);
     const calls: string[] = [];
-    const driver: SqlDriver = {
-      query(text, params) {
-        const called = /SELECT \w+\.(\w+)\(/.exec(text)?.[1];
-        if (called) calls.push(called);
-        return inner.query(text, params);
-      },
-      exec: (text) => inner.exec(text),
-      transaction: (fn) => inner.transaction(fn),
-      listen: (channel, onNotify) => inner.listen(channel, onNotify),
-      close: () => inner.close(),
-    };
+    const driver = beforeQueries(inner, (text) => {
+      const called = /SELECT \w+\.(\w+)\(/.exec(text)?.[1];
+      if (called) calls.push(called);
+      return undefined;
+    });
     const store = await PostgresStore.open(driver, { headSubtasks: 4 });
     onTestFinished(async () => {
       await store.close();

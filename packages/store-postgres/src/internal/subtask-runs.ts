@@ -17,20 +17,17 @@ export interface CodedTexts {
   readonly at: Runs;
 }
 
+/** The arrays of {@link SubtaskArrays} with one element per kind, kept plain in the rest. */
+type KindField =
+  'keys' | 'classes' | 'names' | 'descriptions' | 'nodeTypes' | 'timeouts' | 'prohibit';
+
 /**
  * The rest of a task saved head first, as `materialize` reads it (migration 006): the arrays
  * of {@link SubtaskArrays} for all subtasks, the per-kind ones plain, the others as runs.
  */
-export interface RestOfTask {
+export interface RestOfTask extends Pick<SubtaskArrays, KindField> {
   /** Marks this form (migration 005 kept plain arrays). */
   readonly runs: 1;
-  readonly keys: string[];
-  readonly classes: string[];
-  readonly names: string[];
-  readonly descriptions: string[];
-  readonly nodeTypes: string[];
-  readonly timeouts: number[];
-  readonly prohibit: boolean[];
   readonly kind: Runs;
   readonly parallel: Runs;
   readonly ups: Runs;

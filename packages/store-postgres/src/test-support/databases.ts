@@ -136,6 +136,26 @@ export async function insertTask(
   return expanded;
 }
 
+/**
+ * `driver`, calling `before(text)` ahead of every statement it runs; a promise returned holds
+ * the statement back until it settles. The driver the tests below and head-first.test.ts build on.
+ */
+export function beforeQueries(
+  driver: SqlDriver,
+  before: (text: string) => Promise<void> | undefined,
+): SqlDriver {
+  return {
+    query(text, params) {
+      const wait = before(text);
+      return wait ? wait.then(() => driver.query(text, params)) : driver.query(text, params);
+    },
+    exec: (text) => driver.exec(text),
+    transaction: (fn) => driver.transaction(fn),
+    listen: (channel, onNotify) => driver.listen(channel, onNotify),
+    close: () => driver.close(),
+  };
+}
+
 /** `driver`, counting the statements whose text contains `needle` (say, one SQL function). */
 export function countingQueries(
   driver: SqlDriver,
@@ -143,16 +163,10 @@ export function countingQueries(
 ): { driver: SqlDriver; count: () => number } {
   let count = 0;
   return {
-    driver: {
-      query(text, params) {
-        if (text.includes(needle)) count++;
-        return driver.query(text, params);
-      },
-      exec: (text) => driver.exec(text),
-      transaction: (fn) => driver.transaction(fn),
-      listen: (channel, onNotify) => driver.listen(channel, onNotify),
-      close: () => driver.close(),
-    },
+    driver: beforeQueries(driver, (text) => {
+      if (text.includes(needle)) count++;
+      return undefined;
+    }),
     count: () => count,
   };
 }
@@ -170,19 +184,11 @@ export function holdingQueries(
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   return {
-    driver: {
-      async query(text, params) {
-        if (text.includes(needle)) {
-          held++;
-          await released;
-        }
-        return driver.query(text, params);
-      },
-      exec: (text) => driver.exec(text),
-      transaction: (fn) => driver.transaction(fn),
-      listen: (channel, onNotify) => driver.listen(channel, onNotify),
-      close: () => driver.close(),
-    },
+    driver: beforeQueries(driver, (text) => {
+      if (!text.includes(needle)) return undefined;
+      held++;
+      return released;
+    }),
     held: () => held,
     release: () => release(),
   };
