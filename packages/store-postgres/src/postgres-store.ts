@@ -43,14 +43,7 @@ import {
   type StepResponse,
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
-import {
-  arrayParams,
-  headOf,
-  statusCounts,
-  SUBTASK_ARRAY_CASTS,
-  toSubtaskArrays,
-} from './internal/subtask-arrays.js';
-import { restOf } from './internal/subtask-runs.js';
+import { arrayParams, encodeSubtasks, SUBTASK_ARRAY_CASTS } from './internal/subtask-arrays.js';
 import { WorkNotices } from './internal/work-notices.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
@@ -199,7 +192,13 @@ export class PostgresStore implements Store {
       task.template.prohibitRollback === true ||
       task.context.stringMap[PROHIBIT_ROLLBACK_KEY] === 'true';
     const first = subtasks[0]?.id ?? 0;
-    const arrays = toSubtaskArrays(subtasks, first);
+    const head = this.options.headSubtasks;
+    const headFirst = head > 0 && subtasks.length > 2 * head;
+    const {
+      head: arrays,
+      rest,
+      statusCounts,
+    } = encodeSubtasks(subtasks, first, headFirst ? head : subtasks.length);
     const row = JSON.stringify({
       id: task.id,
       name: task.name,
@@ -214,8 +213,6 @@ export class PostgresStore implements Store {
       concurrency,
       prohibitRollback,
     });
-    const head = this.options.headSubtasks;
-    const headFirst = head > 0 && subtasks.length > 2 * head;
     const arrayArgs = SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + 7}::${cast}`).join(', ');
     const after = 7 + SUBTASK_ARRAY_CASTS.length;
     await this.call(
@@ -227,9 +224,9 @@ export class PostgresStore implements Store {
         JSON.stringify(task.context),
         first,
         subtasks.length,
-        statusCounts(arrays.statuses),
-        ...arrayParams(headFirst ? headOf(arrays, head) : arrays),
-        headFirst ? JSON.stringify(restOf(arrays)) : null,
+        statusCounts,
+        ...arrayParams(arrays),
+        rest === undefined ? null : JSON.stringify(rest),
         creator.actor,
         Math.trunc(creator.now),
       ],

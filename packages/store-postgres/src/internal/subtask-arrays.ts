@@ -1,4 +1,5 @@
 import type { SubtaskRecord } from '@dagops/engine';
+import { RunsBuilder, TextsBuilder, type RestOfTask } from './subtask-runs.js';
 
 /**
  * A task's subtasks as the column arrays `insert_subtasks` takes (migration 005). What the
@@ -28,9 +29,72 @@ export interface SubtaskArrays {
   readonly runTimes: number[];
 }
 
-/** The arrays of `subtasks`, whose ids must be consecutive in series order from `first`. */
-export function toSubtaskArrays(subtasks: readonly SubtaskRecord[], first: number): SubtaskArrays {
+/** A task's subtasks as saved: the arrays of its first subtasks, and the rest as runs. */
+export interface EncodedSubtasks {
+  /** The arrays of the first `head` subtasks; the per-kind ones cover every subtask. */
+  readonly head: SubtaskArrays;
+  /** All subtasks, as `materialize` reads them; only when `head` is short of the count. */
+  readonly rest: RestOfTask | undefined;
+  /** Subtasks per status: pending, ready, running, canceling, failed, successful. */
+  readonly statusCounts: number[];
+}
+
+/** The statuses of {@link EncodedSubtasks.statusCounts}, in order. */
+const STATUS_ORDER = ['PENDING', 'READY', 'RUNNING', 'CANCELING', 'FAILED', 'SUCCESSFUL'];
+
+/** Run builders of the rest's arrays other than the per-kind ones. */
+class RestBuilder {
+  readonly kind = new RunsBuilder();
+  readonly parallel = new RunsBuilder();
+  readonly ups = new RunsBuilder();
+  readonly upStarts = new RunsBuilder();
+  readonly upCounts = new RunsBuilder();
+  readonly downs = new RunsBuilder();
+  readonly downStarts = new RunsBuilder();
+  readonly downCounts = new RunsBuilder();
+  readonly statuses = new TextsBuilder();
+  readonly operations = new TextsBuilder();
+  readonly runTimes = new RunsBuilder();
+
+  build(kinds: SubtaskArrays): RestOfTask {
+    return {
+      runs: 1,
+      keys: kinds.keys,
+      classes: kinds.classes,
+      names: kinds.names,
+      descriptions: kinds.descriptions,
+      nodeTypes: kinds.nodeTypes,
+      timeouts: kinds.timeouts,
+      prohibit: kinds.prohibit,
+      kind: this.kind.build(),
+      parallel: this.parallel.build(),
+      ups: this.ups.build(),
+      upStarts: this.upStarts.build(),
+      upCounts: this.upCounts.build(),
+      downs: this.downs.build(),
+      downStarts: this.downStarts.build(),
+      downCounts: this.downCounts.build(),
+      statuses: this.statuses.build(),
+      operations: this.operations.build(),
+      runTimes: this.runTimes.build(),
+    };
+  }
+}
+
+/**
+ * Encodes `subtasks`, whose ids must be consecutive in series order from `first`, in one pass:
+ * plain arrays for the first `head`, and when that is short of all of them, the rest as runs
+ * built as it goes. No array of the whole task's length is made: a 10,000-host batch stop's
+ * rest is a few hundred numbers, and its arrays would be 30,002 elements each, garbage the
+ * moment they are encoded.
+ */
+export function encodeSubtasks(
+  subtasks: readonly SubtaskRecord[],
+  first: number,
+  head = subtasks.length,
+): EncodedSubtasks {
   const count = subtasks.length;
+  const plain = Math.min(head, count);
   const arrays: SubtaskArrays = {
     keys: [],
     classes: [],
@@ -39,56 +103,95 @@ export function toSubtaskArrays(subtasks: readonly SubtaskRecord[], first: numbe
     nodeTypes: [],
     timeouts: [],
     prohibit: [],
-    kind: new Array<number>(count),
-    parallel: new Array<number>(count),
+    kind: new Array<number>(plain),
+    parallel: new Array<number>(plain),
     ups: [],
-    upStarts: new Array<number>(count),
-    upCounts: new Array<number>(count),
+    upStarts: new Array<number>(plain),
+    upCounts: new Array<number>(plain),
     downs: [],
-    downStarts: new Array<number>(count),
-    downCounts: new Array<number>(count),
-    statuses: new Array<string>(count),
-    operations: new Array<string>(count),
-    runTimes: new Array<number>(count),
+    downStarts: new Array<number>(plain),
+    downCounts: new Array<number>(plain),
+    statuses: new Array<string>(plain),
+    operations: new Array<string>(plain),
+    runTimes: new Array<number>(plain),
   };
+  const rest = plain < count ? new RestBuilder() : undefined;
+  const counts = [0, 0, 0, 0, 0, 0];
   const kindOf = new Map<string, number>();
   let last: SubtaskRecord | undefined;
+  let k = 0;
+  let upAt = 1;
+  let downAt = 1;
+  // Indexed loops throughout: an array iterator per upstream list was most of what this
+  // allocated (8.7 MB at 10,000 hosts), all of it garbage.
   for (let i = 0; i < count; i++) {
     const s = subtasks[i] as SubtaskRecord;
     if (s.id !== first + i || s.seriesId !== i) {
       throw new Error(`subtask ids must be consecutive in series order (subtask ${s.id})`);
     }
     // Consecutive subtasks mostly share a kind: compared field by field, no key to build.
-    let k: number | undefined;
-    if (last !== undefined && sameKind(last, s)) k = arrays.kind[i - 1];
-    else {
-      const key = `${s.nodeKey}\u0000${s.className}\u0000${s.name}\u0000${s.description}\u0000${s.nodeType}\u0000${s.timeout}\u0000${s.prohibitRollback}`;
-      k = kindOf.get(key);
-      if (k === undefined) {
-        arrays.keys.push(s.nodeKey);
-        arrays.classes.push(s.className);
-        arrays.names.push(s.name);
-        arrays.descriptions.push(s.description);
-        arrays.nodeTypes.push(s.nodeType);
-        arrays.timeouts.push(s.timeout);
-        arrays.prohibit.push(s.prohibitRollback);
-        kindOf.set(key, (k = arrays.keys.length));
-      }
-    }
+    if (last === undefined || !sameKind(last, s)) k = kindIndex(arrays, kindOf, s);
     last = s;
-    arrays.kind[i] = k as number;
-    arrays.parallel[i] = s.parallelIdx;
-    arrays.upStarts[i] = arrays.ups.length + 1;
-    arrays.upCounts[i] = s.upstreams.length;
-    for (const id of s.upstreams) arrays.ups.push(id);
-    arrays.downStarts[i] = arrays.downs.length + 1;
-    arrays.downCounts[i] = s.downstreams.length;
-    for (const id of s.downstreams) arrays.downs.push(id);
-    arrays.statuses[i] = s.status;
-    arrays.operations[i] = s.operation;
-    arrays.runTimes[i] = s.runTime;
+    const at = STATUS_ORDER.indexOf(s.status);
+    if (at < 0) {
+      throw new Error(
+        `subtask status ${JSON.stringify(s.status)} is not one of ${STATUS_ORDER.join(', ')}`,
+      );
+    }
+    counts[at] = (counts[at] as number) + 1;
+    const { upstreams, downstreams } = s;
+    if (i < plain) {
+      arrays.kind[i] = k;
+      arrays.parallel[i] = s.parallelIdx;
+      arrays.upStarts[i] = upAt;
+      arrays.upCounts[i] = upstreams.length;
+      for (let j = 0; j < upstreams.length; j++) arrays.ups.push(upstreams[j] as number);
+      arrays.downStarts[i] = downAt;
+      arrays.downCounts[i] = downstreams.length;
+      for (let j = 0; j < downstreams.length; j++) arrays.downs.push(downstreams[j] as number);
+      arrays.statuses[i] = s.status;
+      arrays.operations[i] = s.operation;
+      arrays.runTimes[i] = s.runTime;
+    }
+    if (rest !== undefined) {
+      rest.kind.push(k);
+      rest.parallel.push(s.parallelIdx);
+      rest.upStarts.push(upAt);
+      rest.upCounts.push(upstreams.length);
+      for (let j = 0; j < upstreams.length; j++) rest.ups.push(upstreams[j] as number);
+      rest.downStarts.push(downAt);
+      rest.downCounts.push(downstreams.length);
+      for (let j = 0; j < downstreams.length; j++) rest.downs.push(downstreams[j] as number);
+      rest.statuses.push(s.status);
+      rest.operations.push(s.operation);
+      rest.runTimes.push(s.runTime);
+    }
+    upAt += upstreams.length;
+    downAt += downstreams.length;
   }
-  return arrays;
+  return { head: arrays, rest: rest?.build(arrays), statusCounts: counts };
+}
+
+/** The arrays of `subtasks` (see {@link encodeSubtasks}), all plain. */
+export function toSubtaskArrays(subtasks: readonly SubtaskRecord[], first: number): SubtaskArrays {
+  return encodeSubtasks(subtasks, first).head;
+}
+
+/** The kind of `s` (from 1), added to the per-kind arrays when new. */
+function kindIndex(arrays: SubtaskArrays, kindOf: Map<string, number>, s: SubtaskRecord): number {
+  const key = `${s.nodeKey}\u0000${s.className}\u0000${s.name}\u0000${s.description}\u0000${s.nodeType}\u0000${s.timeout}\u0000${s.prohibitRollback}`;
+  let k = kindOf.get(key);
+  if (k === undefined) {
+    arrays.keys.push(s.nodeKey);
+    arrays.classes.push(s.className);
+    arrays.names.push(s.name);
+    arrays.descriptions.push(s.description);
+    arrays.nodeTypes.push(s.nodeType);
+    arrays.timeouts.push(s.timeout);
+    arrays.prohibit.push(s.prohibitRollback);
+    kindOf.set(key, (k = arrays.keys.length));
+  }
+  return k;
 }
 
 function sameKind(a: SubtaskRecord, b: SubtaskRecord): boolean {
@@ -101,39 +204,6 @@ function sameKind(a: SubtaskRecord, b: SubtaskRecord): boolean {
     a.timeout === b.timeout &&
     a.prohibitRollback === b.prohibitRollback
   );
-}
-
-/** The arrays of the first `head` subtasks only (the kinds stay whole). */
-export function headOf(arrays: SubtaskArrays, head: number): SubtaskArrays {
-  const upEnd = (arrays.upStarts[head] ?? arrays.ups.length + 1) - 1;
-  const downEnd = (arrays.downStarts[head] ?? arrays.downs.length + 1) - 1;
-  return {
-    ...arrays,
-    kind: arrays.kind.slice(0, head),
-    parallel: arrays.parallel.slice(0, head),
-    ups: arrays.ups.slice(0, upEnd),
-    upStarts: arrays.upStarts.slice(0, head),
-    upCounts: arrays.upCounts.slice(0, head),
-    downs: arrays.downs.slice(0, downEnd),
-    downStarts: arrays.downStarts.slice(0, head),
-    downCounts: arrays.downCounts.slice(0, head),
-    statuses: arrays.statuses.slice(0, head),
-    operations: arrays.operations.slice(0, head),
-    runTimes: arrays.runTimes.slice(0, head),
-  };
-}
-
-/** Subtasks per status: pending, ready, running, canceling, failed, successful. */
-export function statusCounts(statuses: readonly string[]): number[] {
-  const order = ['PENDING', 'READY', 'RUNNING', 'CANCELING', 'FAILED', 'SUCCESSFUL'];
-  const counts = [0, 0, 0, 0, 0, 0];
-  for (const status of statuses) {
-    const at = order.indexOf(status);
-    if (at < 0)
-      throw new Error(`subtask status ${JSON.stringify(status)} is not one of ${order.join(', ')}`);
-    counts[at] = (counts[at] as number) + 1;
-  }
-  return counts;
 }
 
 /** The parameters of `insert_subtasks` after the task and ordinals, in order, as SQL casts. */

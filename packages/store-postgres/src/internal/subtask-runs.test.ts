@@ -10,8 +10,8 @@ import { createPgliteDriver } from '../pglite-driver.js';
 import { PostgresStore } from '../postgres-store.js';
 import type { SqlDriver } from '../sql-driver.js';
 import { batchStopTemplate, hostIds, insertTask } from '../test-support/databases.js';
-import { toSubtaskArrays } from './subtask-arrays.js';
-import { restOf, toCodedTexts, toRuns } from './subtask-runs.js';
+import { encodeSubtasks, toSubtaskArrays } from './subtask-arrays.js';
+import { toCodedTexts, toRuns } from './subtask-runs.js';
 
 let db: PGlite;
 let driver: SqlDriver;
@@ -87,8 +87,11 @@ describe('runs', () => {
     const { subtasks } = await insertTask(store, batchStopTemplate(), {
       listMap: { host_ids: hostIds(10_000) },
     });
-    const arrays = toSubtaskArrays(subtasks, subtasks[0]?.id ?? 0);
-    const rest = restOf(arrays);
+    const first = subtasks[0]?.id ?? 0;
+    const arrays = toSubtaskArrays(subtasks, first);
+    const { rest } = encodeSubtasks(subtasks, first, 512);
+    if (rest === undefined)
+      throw new Error('a task of 30,002 subtasks and a head of 512 has a rest');
     const bytes = JSON.stringify(rest).length;
     expect(bytes).toBeLessThan(2_000);
     expect(JSON.stringify(arrays).length).toBeGreaterThan(500 * bytes);

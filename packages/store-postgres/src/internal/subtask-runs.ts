@@ -42,70 +42,88 @@ export interface RestOfTask extends Pick<SubtaskArrays, KindField> {
 }
 
 /**
- * `values` as runs, each as long as it can be (greedy, left to right). The values are ids,
- * counts and indexes: integers whose differences are safe integers.
+ * Builds {@link Runs} one value at a time, each run as long as it can be (greedy, left to
+ * right), without keeping the values. The values are ids, counts and indexes: integers whose
+ * differences are safe integers.
  */
-export function toRuns(values: readonly number[]): Runs {
-  const runs: Runs = { s: [], d: [], n: [] };
-  const length = values.length;
-  let i = 0;
-  while (i < length) {
-    const start = values[i] as number;
-    if (i + 1 === length) {
-      runs.s.push(start);
-      runs.d.push(0);
-      runs.n.push(1);
-      break;
+export class RunsBuilder {
+  private readonly runs: Runs = { s: [], d: [], n: [] };
+  private start = 0;
+  private step = 0;
+  private length = 0;
+  private last = 0;
+
+  /** Appends `value`. */
+  push(value: number): void {
+    if (this.length === 0) {
+      this.start = value;
+      this.length = 1;
+    } else if (this.length === 1) {
+      this.step = value - this.start;
+      this.length = 2;
+    } else if (value - this.last === this.step) {
+      this.length++;
+    } else {
+      this.flush();
+      this.start = value;
+      this.length = 1;
     }
-    const step = (values[i + 1] as number) - start;
-    let j = i + 1;
-    while (j + 1 < length && (values[j + 1] as number) - (values[j] as number) === step) j++;
-    runs.s.push(start);
-    runs.d.push(step);
-    runs.n.push(j - i + 1);
-    i = j + 1;
+    this.last = value;
   }
-  return runs;
+
+  /** The runs of every value pushed. */
+  build(): Runs {
+    if (this.length > 0) this.flush();
+    this.length = 0;
+    return this.runs;
+  }
+
+  private flush(): void {
+    this.runs.s.push(this.start);
+    this.runs.d.push(this.length === 1 ? 0 : this.step);
+    this.runs.n.push(this.length);
+  }
+}
+
+/** Builds {@link CodedTexts} one string at a time. */
+export class TextsBuilder {
+  private readonly values: string[] = [];
+  private readonly index = new Map<string, number>();
+  private readonly at = new RunsBuilder();
+  /** The last string pushed and its index: consecutive strings mostly repeat. */
+  private lastText: string | undefined;
+  private lastAt = 0;
+
+  /** Appends `text`. */
+  push(text: string): void {
+    if (text !== this.lastText) {
+      let k = this.index.get(text);
+      if (k === undefined) {
+        this.values.push(text);
+        this.index.set(text, (k = this.values.length));
+      }
+      this.lastText = text;
+      this.lastAt = k;
+    }
+    this.at.push(this.lastAt);
+  }
+
+  /** The distinct strings pushed and the runs of their indexes. */
+  build(): CodedTexts {
+    return { values: this.values, at: this.at.build() };
+  }
+}
+
+/** `values` as runs (see {@link RunsBuilder}). */
+export function toRuns(values: readonly number[]): Runs {
+  const builder = new RunsBuilder();
+  for (const value of values) builder.push(value);
+  return builder.build();
 }
 
 /** `texts` as their distinct values and the runs of their indexes. */
 export function toCodedTexts(texts: readonly string[]): CodedTexts {
-  const values: string[] = [];
-  const index = new Map<string, number>();
-  const at = new Array<number>(texts.length);
-  for (let i = 0; i < texts.length; i++) {
-    const text = texts[i] as string;
-    let k = index.get(text);
-    if (k === undefined) {
-      values.push(text);
-      index.set(text, (k = values.length));
-    }
-    at[i] = k;
-  }
-  return { values, at: toRuns(at) };
-}
-
-/** The rest `materialize` writes out, for a task of these arrays. */
-export function restOf(a: SubtaskArrays): RestOfTask {
-  return {
-    runs: 1,
-    keys: a.keys,
-    classes: a.classes,
-    names: a.names,
-    descriptions: a.descriptions,
-    nodeTypes: a.nodeTypes,
-    timeouts: a.timeouts,
-    prohibit: a.prohibit,
-    kind: toRuns(a.kind),
-    parallel: toRuns(a.parallel),
-    ups: toRuns(a.ups),
-    upStarts: toRuns(a.upStarts),
-    upCounts: toRuns(a.upCounts),
-    downs: toRuns(a.downs),
-    downStarts: toRuns(a.downStarts),
-    downCounts: toRuns(a.downCounts),
-    statuses: toCodedTexts(a.statuses),
-    operations: toCodedTexts(a.operations),
-    runTimes: toRuns(a.runTimes),
-  };
+  const builder = new TextsBuilder();
+  for (const text of texts) builder.push(text);
+  return builder.build();
 }
