@@ -4,27 +4,13 @@
  * subtask's arrays, whatever the subtasks and wherever the head ends. The expected arrays come
  * from a plain per-field oracle written here.
  */
-import { PGlite } from '@electric-sql/pglite';
 import type { SubtaskRecord } from '@dagops/engine';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgliteDriver } from '../pglite-driver.js';
-import { PostgresStore } from '../postgres-store.js';
-import type { SqlDriver } from '../sql-driver.js';
+import { describe, expect, it } from 'vitest';
+import { restDecoder } from '../test-support/rest-decoder.js';
 import { encodeSubtasks, type SubtaskArrays } from './subtask-arrays.js';
 
-let db: PGlite;
-let driver: SqlDriver;
-let store: PostgresStore;
-beforeAll(async () => {
-  db = await PGlite.create();
-  driver = await createPgliteDriver(db);
-  store = await PostgresStore.open(driver);
-});
-afterAll(async () => {
-  await store.close();
-  await db.close();
-});
+const database = restDecoder();
 
 const STATUSES = ['PENDING', 'READY', 'RUNNING', 'CANCELING', 'FAILED', 'SUCCESSFUL'] as const;
 const KIND_FIELDS = [
@@ -136,17 +122,6 @@ function oracle(subtasks: readonly SubtaskRecord[]): SubtaskArrays {
   };
 }
 
-/** What the database decodes of every array of `rest`. */
-async function decodedRest(rest: object): Promise<Record<string, unknown[]>> {
-  const ints = INT_FIELDS.map((name) => `dagops.rest_ints($1::jsonb, '${name}') AS "${name}"`);
-  const texts = TEXT_FIELDS.map((name) => `dagops.rest_texts($1::jsonb, '${name}') AS "${name}"`);
-  const { rows } = await driver.query<Record<string, unknown[]>>(
-    `SELECT ${[...ints, ...texts].join(', ')}`,
-    [JSON.stringify(rest)],
-  );
-  return rows[0] as Record<string, unknown[]>;
-}
-
 describe('encodeSubtasks', () => {
   it('gives the head the first subtasks and the rest all of them, as the database reads it', async () => {
     await fc.assert(
@@ -176,7 +151,7 @@ describe('encodeSubtasks', () => {
         const rest = encoded.rest as NonNullable<typeof encoded.rest>;
         expect(rest.runs).toBe(1);
         for (const name of KIND_FIELDS) expect(rest[name]).toEqual(whole[name]);
-        const decoded = await decodedRest(rest);
+        const decoded = await database.decode(rest, INT_FIELDS, TEXT_FIELDS);
         for (const name of [...INT_FIELDS, ...TEXT_FIELDS]) {
           expect({ [name]: decoded[name] }).toEqual({ [name]: whole[name] });
         }

@@ -3,37 +3,19 @@
  * (migration 006) on PGlite: whatever the arrays, the database gets back exactly what was
  * encoded; an expanded batch stop's rest is small.
  */
-import { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPgliteDriver } from '../pglite-driver.js';
-import { PostgresStore } from '../postgres-store.js';
-import type { SqlDriver } from '../sql-driver.js';
+import { describe, expect, it } from 'vitest';
 import { batchStopTemplate, hostIds, insertTask } from '../test-support/databases.js';
+import { restDecoder } from '../test-support/rest-decoder.js';
 import { encodeSubtasks, toSubtaskArrays } from './subtask-arrays.js';
 import { toCodedTexts, toRuns } from './subtask-runs.js';
 
-let db: PGlite;
-let driver: SqlDriver;
-let store: PostgresStore;
-beforeAll(async () => {
-  db = await PGlite.create();
-  driver = await createPgliteDriver(db);
-  store = await PostgresStore.open(driver);
-});
-afterAll(async () => {
-  await store.close();
-  await db.close();
-});
+const database = restDecoder();
 
 /** What the database makes of `rest`'s array `name` (rest_ints / rest_texts). */
 async function decoded(rest: object, name: string, texts = false): Promise<unknown[]> {
-  const fn = texts ? 'rest_texts' : 'rest_ints';
-  const { rows } = await driver.query<{ v: unknown[] }>(`SELECT dagops.${fn}($1::jsonb, $2) AS v`, [
-    JSON.stringify(rest),
-    name,
-  ]);
-  return (rows[0] as { v: unknown[] }).v;
+  const arrays = await database.decode(rest, texts ? [] : [name], texts ? [name] : []);
+  return arrays[name] as unknown[];
 }
 
 /** What the rest holds: ids, counts, indexes (small ones repeat, and make runs). */
@@ -84,7 +66,7 @@ describe('runs', () => {
   });
 
   it('make the rest of a 10,000-host batch stop a few hundred bytes', async () => {
-    const { subtasks } = await insertTask(store, batchStopTemplate(), {
+    const { subtasks } = await insertTask(database.store, batchStopTemplate(), {
       listMap: { host_ids: hostIds(10_000) },
     });
     const first = subtasks[0]?.id ?? 0;
