@@ -216,6 +216,78 @@ describe('submit', () => {
   });
 });
 
+describe('submit saves and claims in one store call', () => {
+  /** A memory store whose calls at submission are logged, with the engine's events. */
+  function logged(overrides: (inner: MemoryStore, log: string[]) => Partial<Store> = () => ({})) {
+    const log: string[] = [];
+    const inner = new MemoryStore();
+    const store = overrideStore(inner, {
+      insertTask: (expanded, creator) => (log.push('save'), inner.insertTask(expanded, creator)),
+      insertTaskAndClaim: (expanded, creator, request) => {
+        log.push(`save+claim ${request.limit}`);
+        return inner.insertTaskAndClaim(expanded, creator, request);
+      },
+      claimReady: (request) => (log.push(`claim ${request.limit}`), inner.claimReady(request)),
+      ...overrides(inner, log),
+    });
+    return { store, log };
+  }
+
+  it('starts the first subtasks from the claim made in the save, after task.created', async () => {
+    const { store, log } = logged();
+    const { engine, clock, isFinished } = setup(
+      { [STEP]: () => clock.sleep(1000) },
+      { store, concurrency: 4 },
+    );
+    engine.on('task.created', () => log.push('created'));
+    engine.on('subtask.started', ({ subtaskId }) => log.push(`started ${subtaskId}`));
+    const task = await engine.submit(template(['a', 'b', 'c'], ['a>c']), undefined, {
+      creator: 'admin',
+    });
+    const [a, b] = task.subtasks;
+    // The first claim is the engine's look for work at start; none comes between save and start.
+    expect(log).toEqual([
+      'claim 4',
+      'save+claim 4',
+      'created',
+      `started ${a?.id}`,
+      `started ${b?.id}`,
+    ]);
+    expect(await clock.runUntil(() => isFinished(task.id))).toBe(true);
+  });
+
+  it('saves without claiming when the engine is full, and runs the task once a slot frees', async () => {
+    const { store, log } = logged();
+    const { engine, clock, isFinished } = setup(
+      { [STEP]: () => clock.sleep(1000) },
+      { store, concurrency: 1 },
+    );
+    const first = await engine.submit(template(['a']), undefined, { creator: 'admin' });
+    const second = await engine.submit(template(['b']), undefined, { creator: 'admin' });
+    expect(log).toEqual(['claim 1', 'save+claim 1', 'save']);
+    expect(await clock.runUntil(() => isFinished(first.id) && isFinished(second.id))).toBe(true);
+  });
+
+  it('claims as usual again after a save that failed (nothing saved, nothing claimed)', async () => {
+    let failures = 1;
+    const { store, log } = logged((inner, log) => ({
+      insertTaskAndClaim: (expanded, creator, request) => {
+        log.push(`save+claim ${request.limit}`);
+        if (failures-- > 0) return Promise.reject(new Error('connection reset'));
+        return inner.insertTaskAndClaim(expanded, creator, request);
+      },
+    }));
+    const { engine, clock, isFinished } = setup({ [STEP]: () => {} }, { store, concurrency: 2 });
+    await expect(engine.submit(template(['a']), undefined, { creator: 'admin' })).rejects.toThrow(
+      'connection reset',
+    );
+    const task = await engine.submit(template(['a']), undefined, { creator: 'admin' });
+    expect(log.slice(0, 3)).toEqual(['claim 2', 'save+claim 2', 'save+claim 2']);
+    expect(await clock.runUntil(() => isFinished(task.id))).toBe(true);
+    expect(engine.running).toBe(0);
+  });
+});
+
 describe('submit refuses bad input and stores nothing', () => {
   const good = template(['a']);
   const cases: readonly [

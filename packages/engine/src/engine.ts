@@ -10,10 +10,10 @@ import { countSubtasks, expandTemplate } from './expand-template.js';
 import { Dispatcher } from './internal/dispatcher.js';
 import { SafeEmitter } from './internal/safe-emitter.js';
 import { Operation, SubtaskStatus, TaskStatus, TaskType } from './status.js';
-import type { AuditEntry, LogEntry, OperationRequest, StatusChange } from './store.js';
+import type { AuditEntry, Claim, LogEntry, OperationRequest, StatusChange } from './store.js';
 import type { TaskJson } from './task.js';
 import { readTask } from './read-task.js';
-import { toTaskJson } from './task-json.js';
+import { toSubmittedTaskJson, toTaskJson } from './task-json.js';
 import { validateTemplate } from './validate-template.js';
 
 /** Who submits a task, and how. */
@@ -100,19 +100,34 @@ export class Engine extends SafeEmitter<EngineEvents> {
       ...(meta.type === undefined ? {} : { type: meta.type }),
       ...(meta.taskDefinitionId === undefined ? {} : { taskDefinitionId: meta.taskDefinitionId }),
     });
-    // Render before saving: once saved, the records belong to the store and may change.
-    const json = toTaskJson(expanded.task, expanded.subtasks, this.jsonOptions());
-    await store.insertTask(expanded, { actor: meta.creator, now: expanded.task.startTime });
-    const { task } = expanded;
+    const creator = { actor: meta.creator, now: expanded.task.startTime };
+    // Saved and claimed in one round trip when the store can: the first subtasks start without
+    // waiting for a claim of their own.
+    const claim = store.insertTaskAndClaim ? this.dispatcher.beginClaim(clock.now()) : undefined;
+    let claims: readonly Claim[] = [];
+    try {
+      if (claim && store.insertTaskAndClaim) {
+        claims = await store.insertTaskAndClaim(expanded, creator, claim);
+      } else await store.insertTask(expanded, creator);
+    } catch (error) {
+      // Nothing saved, nothing claimed: the dispatcher claims again as usual.
+      if (claim) this.dispatcher.endClaim(claim, []);
+      throw error;
+    }
+    const { task, subtasks } = expanded;
     this.emit('task.created', { taskId: task.id, name: task.name, subtaskCount: count });
     if (this.listenerCount('subtask.ready') > 0) {
-      for (const subtask of json.subtasks) {
-        if (subtask.status !== SubtaskStatus.READY) continue;
+      for (const subtask of subtasks) {
+        // READY at submission: the roots (the store may have started them since).
+        if (subtask.upstreams.length > 0) continue;
         this.emit('subtask.ready', { taskId: task.id, subtaskId: subtask.id, runTime: 1 });
       }
     }
-    this.dispatcher.pump();
-    return json;
+    // What the claim took starts once the task's creation is told.
+    if (claim) this.dispatcher.endClaim(claim, claims);
+    else this.dispatcher.pump();
+    // Rendered last, off the way to the first start, from what the store does not change.
+    return toSubmittedTaskJson(expanded, this.jsonOptions());
   }
 
   /** A task in OCP's wire shape. @throws DagopsError 20000 when unknown. */

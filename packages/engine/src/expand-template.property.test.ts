@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { DagCycleError, ErrorCode, TaskArgumentsError, TemplateValidationError } from './errors.js';
 import { countSubtasks, expandTemplate, type ExpandedTask } from './expand-template.js';
 import type { IdAllocator } from './id-allocator.js';
-import type { SubtaskRecord } from './task.js';
-import { toTaskJson } from './task-json.js';
+import { Operation, SubtaskStatus, TaskStatus } from './status.js';
+import type { SubtaskRecord, TaskRecord } from './task.js';
+import { toSubmittedTaskJson, toTaskJson } from './task-json.js';
 import { validateTemplate, type ValidateTemplateOptions } from './validate-template.js';
 import {
   anyScenarioArb,
@@ -245,6 +246,37 @@ describe('validateTemplate + expandTemplate (properties)', () => {
           const again = expandValid({ ...scenario, template: copy });
           deepStrictEqual(again.task, task);
           deepStrictEqual(again.subtasks, subtasks);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('render the submission from what a store never changes: as the fresh expansion', () => {
+    fc.assert(
+      fc.property(
+        validScenarioArb(),
+        fc.integer({ min: -12 * 60, max: 14 * 60 }),
+        fc.nat(),
+        (scenario, utcOffsetMinutes, seed) => {
+          const expanded = expandValid(scenario);
+          const fresh = toTaskJson(expanded.task, expanded.subtasks, { utcOffsetMinutes });
+          // What a store (the in-memory one keeps these records) writes as the task runs.
+          const { task, subtasks } = expanded as { task: TaskRecord; subtasks: SubtaskRecord[] };
+          task.status = TaskStatus.FAILED;
+          task.operation = Operation.ROLLBACK;
+          task.endTime = NOW + 9;
+          subtasks.forEach((subtask, i) => {
+            if ((seed + i) % 3 === 0) return;
+            subtask.status = (seed + i) % 3 === 1 ? SubtaskStatus.RUNNING : SubtaskStatus.FAILED;
+            subtask.operation = Operation.ROLLBACK;
+            subtask.runTime = 2 + (i % 4);
+            subtask.startTime = NOW + i;
+            subtask.endTime = NOW + i + 1;
+            subtask.executor = 'engine-x';
+            subtask.error = { name: 'Error', message: 'boom' };
+          });
+          deepStrictEqual(toSubmittedTaskJson(expanded, { utcOffsetMinutes }), fresh);
         },
       ),
       { numRuns: 200 },

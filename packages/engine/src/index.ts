@@ -25,7 +25,7 @@ export type { ExpandOptions, ExpandedTask } from './expand-template.js';
 export { createCounterIdAllocator } from './id-allocator.js';
 export type { IdAllocator } from './id-allocator.js';
 export type { TaskContext, TaskRecord, SubtaskRecord, TaskJson, SubtaskJson } from './task.js';
-export { toTaskJson, toSubtaskJson } from './task-json.js';
+export { toTaskJson, toSubmittedTaskJson, toSubtaskJson } from './task-json.js';
 export type { TaskJsonOptions } from './task-json.js';
 export { formatTimestamp } from './time.js';
 export { renderMermaid, renderDot } from './render.js';

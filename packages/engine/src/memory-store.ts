@@ -46,11 +46,30 @@ export class MemoryStore implements Store {
     return Promise.resolve(ids);
   }
 
+  /** Refuses (20003) a task whose id this store has already. */
   insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void> {
+    const { id } = expanded.task;
+    if (this.tasks.has(id)) {
+      return Promise.reject(
+        new DagopsError(ErrorCode.TASK_STATE_INVALID, `task ${id} is saved already`, {
+          target: String(id),
+        }),
+      );
+    }
     const task = new MemoryTask(expanded, creator);
     this.tasks.set(task.record.id, task);
     this.enqueue(task);
     return Promise.resolve();
+  }
+
+  /** Saves and claims synchronously: nothing can come between the two. */
+  async insertTaskAndClaim(
+    expanded: ExpandedTask,
+    creator: OperationRequest,
+    claim: ClaimRequest,
+  ): Promise<Claim[]> {
+    await this.insertTask(expanded, creator);
+    return this.claimReady(claim);
   }
 
   getTask(taskId: number): Promise<TaskRecord | undefined> {

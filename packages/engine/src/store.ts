@@ -167,6 +167,19 @@ export interface Store {
    * operations of the task see all of it.
    */
   insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void>;
+  /**
+   * {@link insertTask}, then {@link claimReady} with `claim`, in one transaction (one round
+   * trip): the claim sees the new task and is made exactly as `claimReady(claim)` right after
+   * the save would make it (of a task saved head first, it sees the head). Rejects, having
+   * saved and claimed nothing, when the save fails.
+   * Optional: without it, the engine saves, then claims. The engine calls it at submission, so
+   * that the first subtasks of a task start without waiting for a claim of their own.
+   */
+  insertTaskAndClaim?(
+    expanded: ExpandedTask,
+    creator: OperationRequest,
+    claim: ClaimRequest,
+  ): Promise<Claim[]>;
   /** A task, or undefined when unknown. */
   getTask(taskId: number): Promise<TaskRecord | undefined>;
   /** A task's subtasks in `seriesId` order; empty when the task is unknown. */

@@ -1,3 +1,5 @@
+import type { ExpandedTask } from './expand-template.js';
+import { Operation, SubtaskStatus, TaskStatus } from './status.js';
 import type { SubtaskJson, SubtaskRecord, TaskJson, TaskRecord } from './task.js';
 import { formatTimestamp } from './time.js';
 
@@ -18,7 +20,7 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
     subtask.endTime === undefined &&
     subtask.executor === undefined
   ) {
-    return notStarted(subtask);
+    return notStarted(subtask, subtask.status, subtask.operation, subtask.runTime);
   }
   const offset = options.utcOffsetMinutes;
   // Optional keys go where the wire order (alphabetical, as OCP's) puts them.
@@ -46,10 +48,16 @@ export function toSubtaskJson(subtask: SubtaskRecord, options: TaskJsonOptions =
 }
 
 /**
- * {@link toSubtaskJson} of a subtask that never ran (every subtask at submission): one literal,
- * without the spreads of the optional keys, which make V8 build each object key by key.
+ * {@link toSubtaskJson} of a subtask that never ran (every subtask at submission), with its
+ * status, operation and run: one literal, without the spreads of the optional keys, which
+ * make V8 build each object key by key.
  */
-function notStarted(subtask: SubtaskRecord): SubtaskJson {
+function notStarted(
+  subtask: SubtaskRecord,
+  status: SubtaskStatus,
+  operation: Operation,
+  runTime: number,
+): SubtaskJson {
   return {
     className: subtask.className,
     description: subtask.description,
@@ -57,12 +65,12 @@ function notStarted(subtask: SubtaskRecord): SubtaskJson {
     id: subtask.id,
     name: subtask.name,
     nodeType: subtask.nodeType,
-    operation: subtask.operation,
+    operation,
     parallelIdx: subtask.parallelIdx,
     prohibitRollback: subtask.prohibitRollback,
-    runTime: subtask.runTime,
+    runTime,
     seriesId: subtask.seriesId,
-    status: subtask.status,
+    status,
     timeout: subtask.timeout,
     upstreams: shared(subtask.upstreams),
   };
@@ -77,6 +85,43 @@ export function toTaskJson(
   subtasks: readonly SubtaskRecord[],
   options: TaskJsonOptions = {},
 ): TaskJson {
+  return renderTask(
+    task,
+    task.status,
+    task.operation,
+    task.endTime,
+    subtasks.map((subtask) => toSubtaskJson(subtask, options)),
+    options,
+  );
+}
+
+/**
+ * {@link toTaskJson} of a task as {@link expandTemplate} made it, read only from what never
+ * changes once a task is saved: status, operation and times are those of a new task (RUNNING,
+ * EXECUTE; roots READY, the rest PENDING, run 1, not started). The engine renders a submission
+ * with it once the store has the records and may already have started some of them.
+ */
+export function toSubmittedTaskJson(
+  { task, subtasks }: ExpandedTask,
+  options: TaskJsonOptions = {},
+): TaskJson {
+  const json = new Array<SubtaskJson>(subtasks.length);
+  for (let i = 0; i < subtasks.length; i++) {
+    const subtask = subtasks[i] as SubtaskRecord;
+    const status = subtask.upstreams.length === 0 ? SubtaskStatus.READY : SubtaskStatus.PENDING;
+    json[i] = notStarted(subtask, status, Operation.EXECUTE, 1);
+  }
+  return renderTask(task, TaskStatus.RUNNING, Operation.EXECUTE, undefined, json, options);
+}
+
+function renderTask(
+  task: TaskRecord,
+  status: TaskStatus,
+  operation: Operation,
+  endTime: number | undefined,
+  subtasks: SubtaskJson[],
+  options: TaskJsonOptions,
+): TaskJson {
   const offset = options.utcOffsetMinutes;
   // fromEntries defines keys, so a `__proto__` list stays a list (assignment would not).
   const listMap = Object.fromEntries(
@@ -90,15 +135,15 @@ export function toTaskJson(
       stringMap: { ...task.context.stringMap },
     },
     creator: task.creator,
-    ...(task.endTime === undefined ? {} : { endTime: formatTimestamp(task.endTime, offset) }),
+    ...(endTime === undefined ? {} : { endTime: formatTimestamp(endTime, offset) }),
     executor: task.executor,
     ...(task.hostId === undefined ? {} : { hostId: task.hostId }),
     id: task.id,
     name: task.name,
-    operation: task.operation,
+    operation,
     startTime: formatTimestamp(task.startTime, offset),
-    status: task.status,
-    subtasks: subtasks.map((subtask) => toSubtaskJson(subtask, options)),
+    status,
+    subtasks,
     taskDefinitionId: task.taskDefinitionId,
     type: task.type,
   };

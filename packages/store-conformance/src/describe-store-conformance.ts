@@ -61,16 +61,25 @@ export function template(
   };
 }
 
-/** Expands `tpl` with ids reserved from `store` and saves it, as the engine does. */
-export async function addTask(store: Store, tpl: Template, args?: unknown): Promise<ExpandedTask> {
+/** Expands `tpl` with ids reserved from `store`, as the engine does, without saving it. */
+export async function expandFor(
+  store: Store,
+  tpl: Template,
+  args?: unknown,
+): Promise<ExpandedTask> {
   const validated = validateTemplate(tpl);
   const ids = await store.reserveIds(countSubtasks(validated, args));
-  const expanded = expandTemplate(validated, args, {
+  return expandTemplate(validated, args, {
     ids: { nextTaskId: () => ids.taskId, reserveSubtaskIds: () => ids.firstSubtaskId },
     creator: 'admin',
     executor: 'e1',
     now: NOW,
   });
+}
+
+/** Expands `tpl` with ids reserved from `store` and saves it, as the engine does. */
+export async function addTask(store: Store, tpl: Template, args?: unknown): Promise<ExpandedTask> {
+  const expanded = await expandFor(store, tpl, args);
   await store.insertTask(expanded, { actor: 'admin', now: NOW });
   return expanded;
 }
@@ -433,6 +442,83 @@ export function describeStoreConformance(name: string, open: OpenStore): void {
         new Set([...outputs.values()].map((o) => JSON.stringify(o))),
       );
       expect((await store.getTask(task.id))?.status).toBe(TaskStatus.RUNNING);
+    });
+  });
+
+  describe(`${name}: save and claim`, () => {
+    const CREATOR = { actor: 'admin', now: NOW };
+    /** The store's insertTaskAndClaim, or a skip when it has none (it is optional). */
+    function saveAndClaim(
+      store: Store,
+      skip: () => void,
+    ): NonNullable<Store['insertTaskAndClaim']> {
+      if (!store.insertTaskAndClaim) skip();
+      return (expanded, creator, request) =>
+        (store.insertTaskAndClaim as NonNullable<Store['insertTaskAndClaim']>).call(
+          store,
+          expanded,
+          creator,
+          request,
+        );
+    }
+    const hosts = { listMap: { hosts: ['h1', 'h2', 'h3', 'h4', 'h5'] } };
+    // 10 subtasks, 5 READY, at most 3 RUNNING.
+    const split = template(['a', 'b'], ['a>b'], { concurrency: 3 }, { splitKey: 'hosts' });
+    /** What a claim hands out, without the task record (compared on its own). */
+    const handedOut = (claims: readonly Claim[]) =>
+      claims.map((c) => [c.task.id, c.subtask, c.attempt, c.input, c.upstreamOutputs]);
+
+    it('claims in the save as claimReady right after insertTask would', async (context) => {
+      const [one, two] = [await fresh(), await fresh()];
+      const call = saveAndClaim(one.store, () => context.skip());
+      // A task with work already, so that the claim has more than the new task to serve; two
+      // subtasks each, which a store saving large tasks head first still saves in one go.
+      const earlier = await addTask(one.store, template(['x', 'y']));
+      await addTask(two.store, template(['x', 'y']));
+      const limited = template(['a', 'b'], [], { concurrency: 1 });
+      const expanded = await expandFor(one.store, limited);
+      const twin = await expandFor(two.store, limited);
+      expect(twin.task.id).toBe(expanded.task.id);
+      const request = { executor: 'e1', limit: 4, now: NOW + 5 };
+      const claims = await call(expanded, CREATOR, request);
+      await two.store.insertTask(twin, CREATOR);
+      const expected = await claim(two.store, request.limit, request.now);
+      expect(handedOut(claims)).toEqual(handedOut(expected));
+      // Both of the earlier task, one of the new: its concurrency holds in the save's claim.
+      expect(claims.map((c) => c.task.id).sort()).toEqual([
+        earlier.task.id,
+        earlier.task.id,
+        expanded.task.id,
+      ]);
+      for (const id of [earlier.task.id, expanded.task.id]) {
+        expect(await one.store.getTask(id)).toEqual(await two.store.getTask(id));
+        expect(await one.store.listSubtasks(id)).toEqual(await two.store.listSubtasks(id));
+        expect(await one.store.listAudit(id)).toEqual(await two.store.listAudit(id));
+      }
+      expect(await claim(one.store, 100, NOW + 6)).toEqual([]);
+    });
+
+    it('saves the task and claims nothing when the limit is 0', async (context) => {
+      const { store } = await fresh();
+      const call = saveAndClaim(store, () => context.skip());
+      const expanded = await expandFor(store, split, hosts);
+      expect(await call(expanded, CREATOR, { executor: 'e1', limit: 0, now: NOW })).toEqual([]);
+      expect(await store.listSubtasks(expanded.task.id)).toEqual(expanded.subtasks);
+      expect(await claim(store, 100)).toHaveLength(3);
+    });
+
+    it('saves and claims nothing when the save fails', async (context) => {
+      const { store } = await fresh();
+      const call = saveAndClaim(store, () => context.skip());
+      const other = await addTask(store, template(['x']));
+      const expanded = await addTask(store, split, hosts);
+      const before = await store.listSubtasks(expanded.task.id);
+      await expect(
+        call(expanded, CREATOR, { executor: 'e1', limit: 10, now: NOW }),
+      ).rejects.toThrow();
+      expect(await store.listSubtasks(expanded.task.id)).toEqual(before);
+      expect((await store.listSubtasks(other.task.id))[0]?.status).toBe(SubtaskStatus.READY);
+      expect(await store.listAudit(expanded.task.id)).toHaveLength(1);
     });
   });
 
@@ -860,6 +946,39 @@ export function describeStoreConformance(name: string, open: OpenStore): void {
       );
       expect(new Set(claimed).size).toBe(claimed.length);
       expect(claimed).toHaveLength(180);
+    });
+
+    it('hands each subtask to one claimer when a save claims while others claim', async (context) => {
+      const handle = await fresh();
+      const { store } = handle;
+      if (!handle.another || !store.insertTaskAndClaim) {
+        context.skip();
+        return;
+      }
+      const other = await handle.another();
+      const keys = Array.from({ length: 40 }, (_, i) => `n${i}`);
+      await addTask(store, template(keys, [], { concurrency: 40 }));
+      const expanded = await expandFor(store, template(keys, [], { concurrency: 40 }));
+      const claimed: number[] = [];
+      const claiming = (async () => {
+        for (let round = 0; round < 30; round++) {
+          claimed.push(...(await claim(other, 3, NOW, 'e2')).map((c) => c.subtask.id));
+        }
+      })();
+      const saved = await store.insertTaskAndClaim(
+        expanded,
+        { actor: 'admin', now: NOW },
+        {
+          executor: 'e1',
+          limit: 30,
+          now: NOW,
+        },
+      );
+      await claiming;
+      claimed.push(...saved.map((c) => c.subtask.id));
+      claimed.push(...(await claim(store, 100)).map((c) => c.subtask.id));
+      expect(new Set(claimed).size).toBe(claimed.length);
+      expect(claimed).toHaveLength(80);
     });
   });
 

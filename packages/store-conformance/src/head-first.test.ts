@@ -2,9 +2,9 @@
  * The whole conformance suite and the engine runs again, with every task of more than two
  * subtasks saved head first (headSubtasks: 1): the first subtask in the task's transaction,
  * the rest in a second one (migration 005), on PGlite and on the PostgreSQL server. The suite
- * expects a task's READY subtasks claimable once insertTask resolves, so each insertTask here
- * also waits for the rest to be written (restsWritten); what a claim sees before that is tested
- * in store-postgres (head-first.test.ts).
+ * expects a task's READY subtasks claimable once insertTask resolves, so each insertTask (and
+ * insertTaskAndClaim) here also waits for the rest to be written (restsWritten); what a claim
+ * sees before that is tested in store-postgres (head-first.test.ts).
  */
 import type { Store } from '@dagops/engine';
 import type { PostgresStore } from '@dagops/store-postgres';
@@ -29,6 +29,14 @@ function writingRests(open: OpenStore): OpenStore {
           return async (...args: Parameters<Store['insertTask']>) => {
             await target.insertTask(...args);
             await (target as PostgresStore).restsWritten();
+          };
+        }
+        // Its claim sees the head only (that is the point); what follows sees all.
+        if (key === 'insertTaskAndClaim') {
+          return async (...args: Parameters<PostgresStore['insertTaskAndClaim']>) => {
+            const claims = await (target as PostgresStore).insertTaskAndClaim(...args);
+            await (target as PostgresStore).restsWritten();
+            return claims;
           };
         }
         return typeof value === 'function' ? (value as () => unknown).bind(target) : value;

@@ -30,6 +30,7 @@ import {
   batchStopTemplate,
   beforeQueries,
   dropSchema,
+  expandTask,
   freshSchema,
   holdingQueries,
   hostIds,
@@ -207,6 +208,25 @@ describe('the rest of a task saved head first, on PGlite (one statement at a tim
     const saved = calls.lastIndexOf('save_task');
     expect(calls.slice(saved)).toEqual(['save_task', 'step', 'materialize']);
     expect(await store.listSubtasks(task.id)).toHaveLength(SUBTASKS);
+  });
+
+  it('is written straight after a save that claimed its head, ahead of the next claim', async () => {
+    const { store, calls } = await recording();
+    const now = Date.now();
+    const expanded = await expandTask(store, batchStopTemplate(), {
+      listMap: { host_ids: hostIds(HOSTS) },
+    });
+    const claims = await store.insertTaskAndClaim(
+      expanded,
+      { actor: 'test', now },
+      { executor: 'e1', limit: 100, now },
+    );
+    expect(claims.map((c) => c.subtask.seriesId)).toEqual([0, 1, 2, 3]);
+    expect(await store.claimReady({ executor: 'e1', limit: 100, now })).toHaveLength(6);
+    await store.restsWritten();
+    const saved = calls.lastIndexOf('save_task_and_claim');
+    expect(calls.slice(saved)).toEqual(['save_task_and_claim', 'materialize', 'step']);
+    expect(await store.listSubtasks(expanded.task.id)).toHaveLength(SUBTASKS);
   });
 
   it('is written without a claim when none comes', async () => {

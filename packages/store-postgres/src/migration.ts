@@ -6,6 +6,7 @@ import { migration004 } from './migrations/004-claim-many-tasks.js';
 import { migration005 } from './migrations/005-submit-head-first.js';
 import { migration006 } from './migrations/006-rest-as-runs.js';
 import { migration007 } from './migrations/007-paced-work-notices.js';
+import { migration008 } from './migrations/008-save-and-claim.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -26,6 +27,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration005,
   migration006,
   migration007,
+  migration008,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */

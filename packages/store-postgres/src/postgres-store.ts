@@ -186,7 +186,32 @@ export class PostgresStore implements Store {
    * task is durable and complete, and its first subtasks may start) while the rest's rows are
    * written in a second transaction (see migration 005).
    */
-  async insertTask({ task, subtasks }: ExpandedTask, creator: OperationRequest): Promise<void> {
+  async insertTask(expanded: ExpandedTask, creator: OperationRequest): Promise<void> {
+    await this.save(expanded, creator, undefined);
+  }
+
+  /** {@link insertTask} and a claim in its transaction (migration 008). */
+  async insertTaskAndClaim(
+    expanded: ExpandedTask,
+    creator: OperationRequest,
+    { executor, limit, now }: ClaimRequest,
+  ): Promise<Claim[]> {
+    if (limit <= 0) {
+      await this.save(expanded, creator, undefined);
+      return [];
+    }
+    const rows = await this.claiming(() =>
+      this.save(expanded, creator, [executor, limit, Math.trunc(now)]),
+    );
+    return this.toClaims(rows);
+  }
+
+  /** Saves a task (see {@link insertTask}), claiming with `claim` [executor, limit, now] too. */
+  private async save(
+    { task, subtasks }: ExpandedTask,
+    creator: OperationRequest,
+    claim: readonly [string, number, number] | undefined,
+  ): Promise<ClaimRow[]> {
     const concurrency = task.template.concurrency ?? DEFAULT_TASK_CONCURRENCY;
     const prohibitRollback =
       task.template.prohibitRollback === true ||
@@ -215,24 +240,33 @@ export class PostgresStore implements Store {
     });
     const arrayArgs = SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + 7}::${cast}`).join(', ');
     const after = 7 + SUBTASK_ARRAY_CASTS.length;
-    await this.call(
-      `save_task($1::jsonb, $2::json, $3::json, $4, $5, $6::int4[], ${arrayArgs}, ` +
-        `$${after}::json, $${after + 1}, $${after + 2})`,
-      [
-        row,
-        JSON.stringify(task.template),
-        JSON.stringify(task.context),
-        first,
-        subtasks.length,
-        statusCounts,
-        ...arrayParams(arrays),
-        rest === undefined ? null : JSON.stringify(rest),
-        creator.actor,
-        Math.trunc(creator.now),
-      ],
-    );
+    const params = [
+      row,
+      JSON.stringify(task.template),
+      JSON.stringify(task.context),
+      first,
+      subtasks.length,
+      statusCounts,
+      ...arrayParams(arrays),
+      rest === undefined ? null : JSON.stringify(rest),
+      creator.actor,
+      Math.trunc(creator.now),
+    ];
+    const saveArgs =
+      `$1::jsonb, $2::json, $3::json, $4, $5, $6::int4[], ${arrayArgs}, ` +
+      `$${after}::json, $${after + 1}, $${after + 2}`;
+    let claimed: ClaimRow[] = [];
+    if (claim) {
+      const n = after + 3;
+      claimed = await this.call<ClaimRow[]>(
+        `save_task_and_claim(${saveArgs}, $${n}, $${n + 1}, $${n + 2}, $${n + 3})`,
+        [...params, ...claim, this.leaseMs],
+      );
+    } else await this.call(`save_task(${saveArgs})`, params);
     this.remember({ task: { ...task }, firstId: first, subtasks });
-    if (headFirst) this.materializeSoon(task.id);
+    // With a claim answered already, the rest need not wait for one.
+    if (headFirst) this.materializeSoon(task.id, claim === undefined);
+    return claimed;
   }
 
   async getTask(taskId: number): Promise<TaskRecord | undefined> {
@@ -297,12 +331,19 @@ export class PostgresStore implements Store {
 
   async claimReady({ executor, limit, now }: ClaimRequest): Promise<Claim[]> {
     if (limit <= 0) return [];
-    // The rests waiting for a claim that started after their task was saved (materializeSoon).
+    const rows = await this.claiming(() => this.batcher.claim(executor, limit, Math.trunc(now)));
+    return this.toClaims(rows);
+  }
+
+  /**
+   * Runs `claim`, then resumes the rests that were waiting for a claim to start after their
+   * task was saved (see {@link materializeSoon}).
+   */
+  private async claiming<T>(claim: () => Promise<T>): Promise<T> {
     const waiting = this.afterClaim;
     this.afterClaim = new Set();
     try {
-      const rows = await this.batcher.claim(executor, limit, Math.trunc(now));
-      return this.toClaims(rows);
+      return await claim();
     } finally {
       for (const resume of waiting) resume();
     }
@@ -594,10 +635,15 @@ export class PostgresStore implements Store {
    * Writes the rest of a task saved head first, in the background, once the next claim (the
    * submitting engine's, for the head) has been answered, or after {@link CLAIM_WAIT_MS} when
    * none comes: PGlite runs one statement at a time, and a claim queued behind the rest would
-   * wait for all of it. Should it fail, the next reaper pass of any store writes it.
+   * wait for all of it. Without `waitForClaim` (the head was claimed in the save's
+   * transaction), at once. Should it fail, the next reaper pass of any store writes it.
    */
-  private materializeSoon(taskId: number): void {
+  private materializeSoon(taskId: number, waitForClaim: boolean): void {
     const run = new Promise<void>((resolve) => {
+      if (!waitForClaim) {
+        resolve();
+        return;
+      }
       const resume = () => {
         clearTimeout(timer);
         resolve();

@@ -10,6 +10,7 @@ import { Operation, SubtaskStatus } from '../status.js';
 import type {
   AttemptFence,
   Claim,
+  ClaimRequest,
   LogEntry,
   MaybePromise,
   StatusChange,
@@ -162,6 +163,26 @@ export class Dispatcher {
         this.claimFailed(error);
       },
     );
+  }
+
+  /**
+   * Lets the caller make this dispatcher's next claim itself (the engine saving a task and
+   * claiming in one transaction): the request to make, or undefined when this dispatcher is
+   * closed, full or already claiming. Until {@link endClaim}, it makes no claim of its own
+   * (pumps asked for meanwhile run after it, as during any claim).
+   */
+  beginClaim(now: number): ClaimRequest | undefined {
+    if (this.closed || this.claiming) return undefined;
+    const free = this.options.concurrency - this.lanes;
+    if (free <= 0) return undefined;
+    this.claiming = true;
+    return { executor: this.executor, limit: free, now };
+  }
+
+  /** Ends a claim begun with {@link beginClaim}: runs what it claimed (nothing when it failed). */
+  endClaim(request: ClaimRequest, claims: readonly Claim[]): void {
+    this.claiming = false;
+    this.startLanes(claims, request.limit);
   }
 
   private startLanes(claims: readonly Claim[], free: number): void {

@@ -117,8 +117,8 @@ export function hostIds(count: number): string[] {
   return Array.from({ length: count }, (_, i) => String(1001 + i));
 }
 
-/** Saves a task directly in `store` (no engine), as `Engine.submit` would. */
-export async function insertTask(
+/** Expands a task with ids reserved from `store` (no engine), as `Engine.submit` would. */
+export async function expandTask(
   store: Store,
   template: Template,
   args: unknown,
@@ -126,12 +126,22 @@ export async function insertTask(
 ): Promise<ExpandedTask> {
   const validated = validateTemplate(template);
   const ids = await store.reserveIds(countSubtasks(validated, args));
-  const expanded = expandTemplate(validated, args, {
+  return expandTemplate(validated, args, {
     ids: { nextTaskId: () => ids.taskId, reserveSubtaskIds: () => ids.firstSubtaskId },
     creator: 'test',
     executor: 'test',
     now,
   });
+}
+
+/** Saves a task directly in `store` (no engine), as `Engine.submit` would. */
+export async function insertTask(
+  store: Store,
+  template: Template,
+  args: unknown,
+  now = Date.now(),
+): Promise<ExpandedTask> {
+  const expanded = await expandTask(store, template, args, now);
   await store.insertTask(expanded, { actor: 'test', now });
   return expanded;
 }
