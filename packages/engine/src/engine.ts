@@ -6,7 +6,7 @@ import {
 import { toErrorInfo } from './error-info.js';
 import { DagopsError, ErrorCode, TaskArgumentsError } from './errors.js';
 import type { EngineEvents } from './events.js';
-import { countSubtasks, expandTemplate } from './expand-template.js';
+import { countSubtasks, expandTemplate, type ExpandedTask } from './expand-template.js';
 import { Dispatcher } from './internal/dispatcher.js';
 import { SafeEmitter } from './internal/safe-emitter.js';
 import { Operation, SubtaskStatus, TaskStatus, TaskType } from './status.js';
@@ -114,13 +114,12 @@ export class Engine extends SafeEmitter<EngineEvents> {
       if (claim) this.dispatcher.endClaim(claim, []);
       throw error;
     }
-    const { task, subtasks } = expanded;
+    const { task } = expanded;
     this.emit('task.created', { taskId: task.id, name: task.name, subtaskCount: count });
     if (this.listenerCount('subtask.ready') > 0) {
-      for (const subtask of subtasks) {
-        // READY at submission: the roots (the store may have started them since).
-        if (subtask.upstreams.length > 0) continue;
-        this.emit('subtask.ready', { taskId: task.id, subtaskId: subtask.id, runTime: 1 });
+      // READY at submission: the roots (the store may have started them since).
+      for (const id of rootIds(expanded)) {
+        this.emit('subtask.ready', { taskId: task.id, subtaskId: id, runTime: 1 });
       }
     }
     // What the claim took starts once the task's creation is told.
@@ -366,4 +365,13 @@ function checkMeta(meta: SubmitMeta): void {
     });
   }
   if (issues.length > 0) throw new TaskArgumentsError('(submit)', issues);
+}
+
+/** Ids of the subtasks without upstreams, read from the layout when there is one. */
+function* rootIds({ layout, subtasks }: ExpandedTask): Generator<number> {
+  if (layout) {
+    for (let i = 0; i < layout.count; i++) if (layout.upCount(i) === 0) yield layout.firstId + i;
+    return;
+  }
+  for (const subtask of subtasks) if (subtask.upstreams.length === 0) yield subtask.id;
 }

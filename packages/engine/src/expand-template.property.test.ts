@@ -310,4 +310,51 @@ describe('validateTemplate + expandTemplate (properties)', () => {
       { numRuns: 200 },
     );
   });
+
+  it('lay out in columns what the records say, building the records only when read', () => {
+    fc.assert(
+      fc.property(validScenarioArb(), (scenario) => {
+        const validated = validateTemplate(scenario.template, validateOptions(scenario));
+        const expanded = expandTemplate(validated, scenario.args, {
+          ids: recordingAllocator(7, 100).ids,
+          creator: 'prop',
+          executor: 'e1',
+          now: NOW,
+        });
+        const layout = expanded.layout;
+        if (!layout) throw new Error('expandTemplate made no layout');
+        // Read one by one before the records exist: each is the record built later.
+        const early = Array.from({ length: layout.count }, (_, i) => layout.record(i));
+        expect(layout.built).toBe(false);
+        const { subtasks } = expanded;
+        expect(layout.built).toBe(true);
+        expect(expanded.subtasks).toBe(subtasks);
+        expect(early).toEqual(subtasks);
+        expect(layout.count).toBe(subtasks.length);
+        expect(layout.firstId).toBe(100);
+        for (const s of subtasks) {
+          const i = s.seriesId;
+          expect(layout.record(i)).toBe(s);
+          expect(layout.nodeAt(i).node.key).toBe(s.nodeKey);
+          expect(layout.parallelIdx(i)).toBe(s.parallelIdx);
+          expect(layout.status(i)).toBe(s.status);
+          expect(
+            Array.from({ length: layout.upCount(i) }, (_, j) => layout.upstreamId(i, j)),
+          ).toEqual(s.upstreams);
+          expect(
+            Array.from({ length: layout.downCount(i) }, (_, j) => layout.downstreamId(i, j)),
+          ).toEqual(s.downstreams);
+          expect(Object.isFrozen(s.upstreams) && Object.isFrozen(s.downstreams)).toBe(true);
+        }
+        // The nodes cover the series in order, each node's copies consecutive.
+        let next = 0;
+        for (const { first, size } of layout.nodes) {
+          expect(first).toBe(next);
+          next += size;
+        }
+        expect(next).toBe(layout.count);
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

@@ -1,6 +1,7 @@
 import { TaskArgumentsError, type ValidationIssue } from './errors.js';
 import type { IdAllocator } from './id-allocator.js';
-import { NodeType, Operation, SplitMethod, SubtaskStatus, TaskStatus, TaskType } from './status.js';
+import { Operation, SplitMethod, TaskStatus, TaskType } from './status.js';
+import { SubtaskLayout, type LayoutNode } from './subtask-layout.js';
 import { buildTaskContext } from './task-arguments.js';
 import type { SubtaskRecord, TaskContext, TaskRecord } from './task.js';
 import type { TemplateNode } from './template.js';
@@ -26,27 +27,21 @@ export interface ExpandOptions {
 export interface ExpandedTask {
   /** The task, `RUNNING` with operation `EXECUTE`. */
   readonly task: TaskRecord;
-  /** Roots `READY`, the rest `PENDING`; `subtasks[i].seriesId === i`. */
+  /**
+   * Roots `READY`, the rest `PENDING`; `subtasks[i].seriesId === i`. From
+   * {@link expandTemplate}, built when first read (then the same array on every read): a store
+   * that saves from {@link layout} leaves the records unbuilt until after the first start.
+   */
   readonly subtasks: SubtaskRecord[];
+  /**
+   * The same subtasks in columns, when {@link expandTemplate} made the task. A store may save
+   * from it while {@link SubtaskLayout.built} is false; once `subtasks` has been read, its
+   * records (which their reader may have changed) are the task.
+   */
+  readonly layout?: SubtaskLayout;
 }
 
 const isSplit = (node: TemplateNode): boolean => node.splitKey !== undefined;
-
-/**
- * The one (frozen) id array of every subtask without upstreams or without downstreams: a third
- * of a batch stop's subtasks have no upstream and a third no downstream.
- */
-const NO_IDS = Object.freeze([]) as unknown as number[];
-
-/**
- * An id array of exactly `size` slots, to be filled and frozen. Most subtasks of a split have at
- * most one upstream and one downstream: a literal is a packed array, which V8 freezes in half the
- * time of the holey array `new Array(size)` makes.
- */
-function idArray(size: number): number[] {
-  if (size === 0) return NO_IDS;
-  return size === 1 ? [0] : new Array<number>(size);
-}
 
 /** Copies of each node: its split list's length, or 1. Throws when a split list is missing or empty. */
 function splitSizes(validated: ValidatedTemplate, context: TaskContext): Map<string, number> {
@@ -138,7 +133,9 @@ function forEachLink(
 
 /**
  * Expands a validated template with arguments into a task and its subtasks (SPEC §3), in time
- * and memory linear in the number of subtasks and edges; no graph library is involved.
+ * and memory linear in the number of subtasks and edges; no graph library is involved. The
+ * dependencies are laid out in columns first ({@link ExpandedTask.layout}); the records are
+ * built from them when `subtasks` is first read.
  *
  * Wiring of a template edge `a → b`: plain→plain 1:1; plain→split fans out to every copy;
  * split→plain fans in from every copy; split→split (same list) joins copy i to copy i. A
@@ -161,79 +158,17 @@ export function expandTemplate(
   const taskId = options.ids.nextTaskId();
   const base = options.ids.reserveSubtaskIds(count);
   const firstIndex = new Map<string, number>();
+  const nodes: LayoutNode[] = [];
   let next = 0;
   for (const node of order) {
-    firstIndex.set(node.key, next);
-    next += sizes.get(node.key) as number;
-  }
-  const links = (link: (from: number, to: number) => void) =>
-    forEachLink(validated, firstIndex, sizes, link);
-
-  // Two passes over the links: count, then fill arrays of exactly the right size. An array
-  // grown by push reserves room for ~16 ids; at 100k hosts that is ~90 MB of empty slots.
-  const inDegree = new Int32Array(count);
-  const outDegree = new Int32Array(count);
-  links((from, to) => {
-    outDegree[from] = (outDegree[from] as number) + 1;
-    inDegree[to] = (inDegree[to] as number) + 1;
-  });
-  const upstreams: number[][] = new Array<number[]>(count);
-  const downstreams: number[][] = new Array<number[]>(count);
-  for (let i = 0; i < count; i++) {
-    upstreams[i] = idArray(inDegree[i] as number);
-    downstreams[i] = idArray(outDegree[i] as number);
-  }
-  inDegree.fill(0);
-  outDegree.fill(0);
-  links((from, to) => {
-    const out = outDegree[from] as number;
-    const into = inDegree[to] as number;
-    (downstreams[from] as number[])[out] = base + to;
-    (upstreams[to] as number[])[into] = base + from;
-    outDegree[from] = out + 1;
-    inDegree[to] = into + 1;
-  });
-
-  const subtasks: SubtaskRecord[] = new Array<SubtaskRecord>(count);
-  let index = 0;
-  for (const node of order) {
     const size = sizes.get(node.key) as number;
-    const split = isSplit(node);
-    const description = node.description ?? node.name;
-    const prohibitRollback = node.prohibitRollback ?? false;
-    for (let i = 0; i < size; i++, index++) {
-      const up = upstreams[index] as number[];
-      const down = downstreams[index] as number[];
-      // Frozen: the JSON view and the store can then share them instead of copying 2 arrays
-      // per subtask, and no caller can rewire a stored task by mutating what it was handed.
-      Object.freeze(up);
-      Object.freeze(down);
-      subtasks[index] = {
-        id: base + index,
-        taskId,
-        nodeKey: node.key,
-        seriesId: index,
-        parallelIdx: split ? i : -1,
-        className: node.className,
-        name: node.name,
-        description,
-        nodeType: NodeType.JAVA_TASK,
-        timeout: node.timeout,
-        prohibitRollback,
-        upstreams: up,
-        downstreams: down,
-        status: up.length === 0 ? SubtaskStatus.READY : SubtaskStatus.PENDING,
-        operation: Operation.EXECUTE,
-        runTime: 1,
-        // Present from the start: fields a store adds later would give every record a second
-        // hidden class and an out-of-object property store, allocated as its subtask runs.
-        startTime: undefined,
-        endTime: undefined,
-        executor: undefined,
-        error: undefined,
-      };
-    }
+    firstIndex.set(node.key, next);
+    nodes.push({ node, first: next, size, split: isSplit(node) });
+    next += size;
   }
+  const layout = new SubtaskLayout(taskId, base, nodes, (link) =>
+    forEachLink(validated, firstIndex, sizes, link),
+  );
 
   const hostId = hostIdOf(context);
   const task: TaskRecord = {
@@ -250,5 +185,11 @@ export function expandTemplate(
     operation: Operation.EXECUTE,
     startTime: options.now,
   };
-  return { task, subtasks };
+  return {
+    task,
+    layout,
+    get subtasks() {
+      return layout.records();
+    },
+  };
 }

@@ -22,6 +22,8 @@ export { PROHIBIT_ROLLBACK_KEY, argumentIssues, buildTaskContext } from './task-
 export type { TaskArguments } from './task-arguments.js';
 export { expandTemplate, countSubtasks } from './expand-template.js';
 export type { ExpandOptions, ExpandedTask } from './expand-template.js';
+export { SubtaskLayout } from './subtask-layout.js';
+export type { LayoutNode, LinkVisitor } from './subtask-layout.js';
 export { createCounterIdAllocator } from './id-allocator.js';
 export type { IdAllocator } from './id-allocator.js';
 export type { TaskContext, TaskRecord, SubtaskRecord, TaskJson, SubtaskJson } from './task.js';

@@ -28,6 +28,8 @@ import {
   LOG_ENTRY_SQL,
   SUBTASK_RECORD_SQL,
   TASK_COLUMNS,
+  shapeOf,
+  shapeOfLayout,
   toClaim,
   toSubtaskShape,
   toTaskRecord,
@@ -44,6 +46,7 @@ import {
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
 import { arrayParams, encodeSubtasks, SUBTASK_ARRAY_CASTS } from './internal/subtask-arrays.js';
+import { encodeLayout } from './internal/layout-encoding.js';
 import { WorkNotices } from './internal/work-notices.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
@@ -208,22 +211,29 @@ export class PostgresStore implements Store {
 
   /** Saves a task (see {@link insertTask}), claiming with `claim` [executor, limit, now] too. */
   private async save(
-    { task, subtasks }: ExpandedTask,
+    expanded: ExpandedTask,
     creator: OperationRequest,
     claim: readonly [string, number, number] | undefined,
   ): Promise<ClaimRow[]> {
+    // A fresh expansion is saved from its layout: its records are not built on the way.
+    const { task } = expanded;
+    const layout = expanded.layout?.built === false ? expanded.layout : undefined;
+    const count = layout ? layout.count : expanded.subtasks.length;
     const concurrency = task.template.concurrency ?? DEFAULT_TASK_CONCURRENCY;
     const prohibitRollback =
       task.template.prohibitRollback === true ||
       task.context.stringMap[PROHIBIT_ROLLBACK_KEY] === 'true';
-    const first = subtasks[0]?.id ?? 0;
+    const first = layout ? layout.firstId : (expanded.subtasks[0]?.id ?? 0);
     const head = this.options.headSubtasks;
-    const headFirst = head > 0 && subtasks.length > 2 * head;
+    const headFirst = head > 0 && count > 2 * head;
+    const headSize = headFirst ? head : count;
     const {
       head: arrays,
       rest,
       statusCounts,
-    } = encodeSubtasks(subtasks, first, headFirst ? head : subtasks.length);
+    } = layout
+      ? encodeLayout(layout, headSize)
+      : encodeSubtasks(expanded.subtasks, first, headSize);
     const row = JSON.stringify({
       id: task.id,
       name: task.name,
@@ -245,7 +255,7 @@ export class PostgresStore implements Store {
       JSON.stringify(task.template),
       JSON.stringify(task.context),
       first,
-      subtasks.length,
+      count,
       statusCounts,
       ...arrayParams(arrays),
       rest === undefined ? null : JSON.stringify(rest),
@@ -263,7 +273,9 @@ export class PostgresStore implements Store {
         [...params, ...claim, this.leaseMs],
       );
     } else await this.call(`save_task(${saveArgs})`, params);
-    this.remember({ task: { ...task }, firstId: first, subtasks });
+    this.remember(
+      layout ? shapeOfLayout({ ...task }, layout) : shapeOf({ ...task }, first, expanded.subtasks),
+    );
     // With a claim answered already, the rest need not wait for one.
     if (headFirst) this.materializeSoon(task.id, claim === undefined);
     return claimed;
@@ -597,11 +609,7 @@ export class PostgresStore implements Store {
     );
     const row = rows[0] as { t: TaskRow; s: ShapeRow[] };
     const subtasks = row.s.map((shape) => toSubtaskShape(taskId, shape));
-    return this.remember({
-      task: toTaskRecord(row.t),
-      firstId: subtasks[0]?.id ?? 0,
-      subtasks,
-    });
+    return this.remember(shapeOf(toTaskRecord(row.t), subtasks[0]?.id ?? 0, subtasks));
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { Claim, ContextDelta, SubtaskRecord, TaskRecord } from '@dagops/engine';
+import type { Claim, ContextDelta, SubtaskLayout, SubtaskRecord, TaskRecord } from '@dagops/engine';
 
 /** A task row as `row_to_json` renders it. */
 export interface TaskRow {
@@ -93,7 +93,34 @@ export type ShapeRow = readonly [
 export interface TaskShape {
   readonly task: TaskRecord;
   readonly firstId: number;
-  readonly subtasks: readonly SubtaskShape[];
+  /** Subtasks in the task. */
+  readonly count: number;
+  /** Subtask `index` (series order); undefined past the end. */
+  subtask(index: number): SubtaskShape | undefined;
+}
+
+/** The shape of a task whose subtasks' shapes are at hand (read back, or records). */
+export function shapeOf(
+  task: TaskRecord,
+  firstId: number,
+  subtasks: readonly SubtaskShape[],
+): TaskShape {
+  return { task, firstId, count: subtasks.length, subtask: (index) => subtasks[index] };
+}
+
+/**
+ * The shape of a task this engine has just expanded, read from its layout: a subtask's shape is
+ * built when first claimed, so saving a task builds none.
+ */
+export function shapeOfLayout(task: TaskRecord, layout: SubtaskLayout): TaskShape {
+  const built: SubtaskShape[] = [];
+  return {
+    task,
+    firstId: layout.firstId,
+    count: layout.count,
+    subtask: (index) =>
+      index >= 0 && index < layout.count ? (built[index] ??= layout.record(index)) : undefined,
+  };
 }
 
 export function toSubtaskShape(taskId: number, row: ShapeRow): SubtaskShape {
@@ -119,7 +146,7 @@ const NO_OUTPUTS: readonly ContextDelta[] = Object.freeze([]);
 export function toClaim(row: ClaimRow, shape: TaskShape): Claim {
   const [id, , runTime, attempt, status, operation, startTime, executor, input, outputs, output] =
     row;
-  const s = shape.subtasks[id - shape.firstId] as SubtaskShape;
+  const s = shape.subtask(id - shape.firstId) as SubtaskShape;
   const subtask: SubtaskRecord = {
     id,
     taskId: s.taskId,

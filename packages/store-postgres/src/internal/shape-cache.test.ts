@@ -1,13 +1,14 @@
 import type { TaskRecord } from '@dagops/engine';
 import { describe, expect, it } from 'vitest';
-import type { SubtaskShape, TaskShape } from './records.js';
+import { shapeOf, type SubtaskShape, type TaskShape } from './records.js';
 import { ShapeCache } from './shape-cache.js';
 
-const shape = (id: number, subtasks: number): TaskShape => ({
-  task: { id } as TaskRecord,
-  firstId: id * 1000,
-  subtasks: Array.from({ length: subtasks }, () => ({}) as SubtaskShape),
-});
+const shape = (id: number, subtasks: number): TaskShape =>
+  shapeOf(
+    { id } as TaskRecord,
+    id * 1000,
+    Array.from({ length: subtasks }, () => ({}) as SubtaskShape),
+  );
 
 describe('ShapeCache', () => {
   it('evicts the least recently used task past its task budget', () => {
@@ -29,7 +30,7 @@ describe('ShapeCache', () => {
     expect(cache.size).toBe(2);
     cache.set(shape(4, 50));
     expect(cache.size).toBe(1);
-    expect(cache.get(4)?.subtasks).toHaveLength(50);
+    expect(cache.get(4)?.count).toBe(50);
   });
 
   it('counts a replaced shape once', () => {

@@ -35,15 +35,15 @@ export class ShapeCache {
     const old = this.shapes.get(id);
     if (old !== undefined) {
       this.shapes.delete(id);
-      this.subtasks -= old.subtasks.length;
+      this.subtasks -= old.count;
     }
     this.shapes.set(id, shape);
-    this.subtasks += shape.subtasks.length;
+    this.subtasks += shape.count;
     for (const [oldest, evicted] of this.shapes) {
       if (this.shapes.size <= 1) break;
       if (this.shapes.size <= this.maxTasks && this.subtasks <= this.maxSubtasks) break;
       this.shapes.delete(oldest);
-      this.subtasks -= evicted.subtasks.length;
+      this.subtasks -= evicted.count;
     }
     return shape;
   }

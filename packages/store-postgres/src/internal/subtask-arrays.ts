@@ -40,10 +40,10 @@ export interface EncodedSubtasks {
 }
 
 /** The statuses of {@link EncodedSubtasks.statusCounts}, in order. */
-const STATUS_ORDER = ['PENDING', 'READY', 'RUNNING', 'CANCELING', 'FAILED', 'SUCCESSFUL'];
+export const STATUS_ORDER = ['PENDING', 'READY', 'RUNNING', 'CANCELING', 'FAILED', 'SUCCESSFUL'];
 
 /** Run builders of the rest's arrays other than the per-kind ones. */
-class RestBuilder {
+export class RestBuilder {
   readonly kind = new RunsBuilder();
   readonly parallel = new RunsBuilder();
   readonly ups = new RunsBuilder();
@@ -95,26 +95,7 @@ export function encodeSubtasks(
 ): EncodedSubtasks {
   const count = subtasks.length;
   const plain = Math.min(head, count);
-  const arrays: SubtaskArrays = {
-    keys: [],
-    classes: [],
-    names: [],
-    descriptions: [],
-    nodeTypes: [],
-    timeouts: [],
-    prohibit: [],
-    kind: new Array<number>(plain),
-    parallel: new Array<number>(plain),
-    ups: [],
-    upStarts: new Array<number>(plain),
-    upCounts: new Array<number>(plain),
-    downs: [],
-    downStarts: new Array<number>(plain),
-    downCounts: new Array<number>(plain),
-    statuses: new Array<string>(plain),
-    operations: new Array<string>(plain),
-    runTimes: new Array<number>(plain),
-  };
+  const arrays = emptyArrays(plain);
   const rest = plain < count ? new RestBuilder() : undefined;
   const counts = [0, 0, 0, 0, 0, 0];
   const kindOf = new Map<string, number>();
@@ -170,6 +151,30 @@ export function encodeSubtasks(
     downAt += downstreams.length;
   }
   return { head: arrays, rest: rest?.build(arrays), statusCounts: counts };
+}
+
+/** Arrays with no kind yet and room for `plain` subtasks. */
+export function emptyArrays(plain: number): SubtaskArrays {
+  return {
+    keys: [],
+    classes: [],
+    names: [],
+    descriptions: [],
+    nodeTypes: [],
+    timeouts: [],
+    prohibit: [],
+    kind: new Array<number>(plain),
+    parallel: new Array<number>(plain),
+    ups: [],
+    upStarts: new Array<number>(plain),
+    upCounts: new Array<number>(plain),
+    downs: [],
+    downStarts: new Array<number>(plain),
+    downCounts: new Array<number>(plain),
+    statuses: new Array<string>(plain),
+    operations: new Array<string>(plain),
+    runTimes: new Array<number>(plain),
+  };
 }
 
 /** The arrays of `subtasks` (see {@link encodeSubtasks}), all plain. */

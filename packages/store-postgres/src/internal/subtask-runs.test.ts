@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { batchStopTemplate, hostIds, insertTask } from '../test-support/databases.js';
 import { restDecoder } from '../test-support/rest-decoder.js';
 import { encodeSubtasks, toSubtaskArrays } from './subtask-arrays.js';
-import { toCodedTexts, toRuns } from './subtask-runs.js';
+import { RunsBuilder, TextsBuilder, toCodedTexts, toRuns } from './subtask-runs.js';
 
 const database = restDecoder();
 
@@ -35,6 +35,48 @@ describe('runs', () => {
         // Every run but the last holds two values at least: three numbers per two at worst.
         expect(n.length).toBeLessThanOrEqual(Math.ceil(values.length / 2));
       }),
+    );
+  });
+
+  it('are the same built a stretch at a time as one value at a time', () => {
+    const piece = fc.oneof(
+      fc.record({ one: fc.integer({ min: -3, max: 3 }) }),
+      fc.record({
+        start: fc.integer({ min: -3, max: 3 }),
+        step: fc.integer({ min: -2, max: 2 }),
+        n: fc.nat(7),
+      }),
+      fc.record({
+        all: fc.array(fc.integer({ min: -3, max: 3 }), { maxLength: 9 }),
+        offset: fc.nat(5),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), (pieces) => {
+        const fast = new RunsBuilder();
+        const values: number[] = [];
+        for (const p of pieces) {
+          if ('one' in p) {
+            fast.push(p.one);
+            values.push(p.one);
+          } else if ('all' in p) {
+            fast.pushAll(Int32Array.from(p.all), 0, p.all.length, p.offset);
+            values.push(...p.all.map((v) => v + p.offset));
+          } else {
+            fast.pushRun(p.start, p.step, p.n);
+            for (let j = 0; j < p.n; j++) values.push(p.start + p.step * j);
+          }
+        }
+        expect(fast.build()).toEqual(toRuns(values));
+      }),
+    );
+    const texts = new TextsBuilder();
+    texts.pushMany('READY', 3);
+    texts.pushMany('PENDING', 0);
+    texts.push('PENDING');
+    texts.pushMany('READY', 2);
+    expect(texts.build()).toEqual(
+      toCodedTexts(['READY', 'READY', 'READY', 'PENDING', 'READY', 'READY']),
     );
   });
 

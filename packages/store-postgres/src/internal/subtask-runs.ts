@@ -71,6 +71,41 @@ export class RunsBuilder {
     this.last = value;
   }
 
+  /**
+   * Appends `start`, `start + step`, … (`n` values): the same runs as pushing them one by one.
+   * After three values the current run has step `step` whatever came before: the second may
+   * start a run of one, which the third makes two; the third cannot end a run, as a run it
+   * would end holds the second and so has step `step`. The others only lengthen it.
+   */
+  pushRun(start: number, step: number, n: number): void {
+    const ones = Math.min(n, 3);
+    for (let j = 0; j < ones; j++) this.push(start + step * j);
+    if (n > ones) {
+      this.length += n - ones;
+      this.last = start + step * (n - 1);
+    }
+  }
+
+  /**
+   * Appends `offset + values[from]` … `offset + values[to - 1]`, a stretch of equal steps at a
+   * time: the same runs as pushing them one by one.
+   */
+  pushAll(values: ArrayLike<number>, from: number, to: number, offset = 0): void {
+    let i = from;
+    while (i < to) {
+      const start = values[i] as number;
+      if (i + 1 === to) {
+        this.push(offset + start);
+        return;
+      }
+      const step = (values[i + 1] as number) - start;
+      let end = i + 2;
+      while (end < to && (values[end] as number) - (values[end - 1] as number) === step) end++;
+      this.pushRun(offset + start, step, end - i);
+      i = end;
+    }
+  }
+
   /** The runs of every value pushed. */
   build(): Runs {
     if (this.length > 0) this.flush();
@@ -106,6 +141,13 @@ export class TextsBuilder {
       this.lastAt = k;
     }
     this.at.push(this.lastAt);
+  }
+
+  /** Appends `text` `n` times. */
+  pushMany(text: string, n: number): void {
+    if (n <= 0) return;
+    this.push(text);
+    this.at.pushRun(this.lastAt, 0, n - 1);
   }
 
   /** The distinct strings pushed and the runs of their indexes. */
