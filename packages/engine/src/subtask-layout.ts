@@ -47,10 +47,14 @@ export class SubtaskLayout {
   readonly upStart: Int32Array;
   /** See {@link upStart}. */
   readonly ups: Int32Array;
+  /** Per subtask, its number of upstreams (the length of its row in {@link ups}). */
+  readonly upCounts: Int32Array;
   /** Downstreams as compressed rows, as {@link upStart}. */
   readonly downStart: Int32Array;
   /** See {@link downStart}. */
   readonly downs: Int32Array;
+  /** Per subtask, its number of downstreams. */
+  readonly downCounts: Int32Array;
   private memo: SubtaskRecord[] | undefined;
 
   /**
@@ -72,15 +76,17 @@ export class SubtaskLayout {
     this.nodeOf = new Uint32Array(count);
     nodes.forEach(({ first, size }, n) => this.nodeOf.fill(n, first, first + size));
     // Two passes over the links: count each row, then fill it (compressed sparse rows).
+    const upCounts = new Int32Array(count);
+    const downCounts = new Int32Array(count);
+    links((from, to) => {
+      downCounts[from] = (downCounts[from] as number) + 1;
+      upCounts[to] = (upCounts[to] as number) + 1;
+    });
     const upStart = new Int32Array(count + 1);
     const downStart = new Int32Array(count + 1);
-    links((from, to) => {
-      downStart[from + 1] = (downStart[from + 1] as number) + 1;
-      upStart[to + 1] = (upStart[to + 1] as number) + 1;
-    });
     for (let i = 0; i < count; i++) {
-      upStart[i + 1] = (upStart[i + 1] as number) + (upStart[i] as number);
-      downStart[i + 1] = (downStart[i + 1] as number) + (downStart[i] as number);
+      upStart[i + 1] = (upStart[i] as number) + (upCounts[i] as number);
+      downStart[i + 1] = (downStart[i] as number) + (downCounts[i] as number);
     }
     const ups = new Int32Array(upStart[count] as number);
     const downs = new Int32Array(downStart[count] as number);
@@ -90,8 +96,10 @@ export class SubtaskLayout {
       downs[(downAt[from] as number)++] = to;
       ups[(upAt[to] as number)++] = from;
     });
+    this.upCounts = upCounts;
     this.upStart = upStart;
     this.ups = ups;
+    this.downCounts = downCounts;
     this.downStart = downStart;
     this.downs = downs;
   }
@@ -114,7 +122,7 @@ export class SubtaskLayout {
 
   /** How many upstreams subtask `i` has. */
   upCount(i: number): number {
-    return (this.upStart[i + 1] as number) - (this.upStart[i] as number);
+    return this.upCounts[i] as number;
   }
 
   /** The id of its `j`-th upstream. */
@@ -124,7 +132,7 @@ export class SubtaskLayout {
 
   /** How many downstreams subtask `i` has. */
   downCount(i: number): number {
-    return (this.downStart[i + 1] as number) - (this.downStart[i] as number);
+    return this.downCounts[i] as number;
   }
 
   /** The id of its `j`-th downstream. */

@@ -1,13 +1,6 @@
 import { NodeType, Operation, SubtaskStatus, type SubtaskLayout } from '@dagops/engine';
 import { emptyArrays, RestBuilder, STATUS_ORDER, type EncodedSubtasks } from './subtask-arrays.js';
 
-/** Per subtask, the length of its row in compressed rows `start` (see `SubtaskLayout.upStart`). */
-function rowLengths(start: Int32Array, count: number): Int32Array {
-  const lengths = new Int32Array(count);
-  for (let i = 0; i < count; i++) lengths[i] = (start[i + 1] as number) - (start[i] as number);
-  return lengths;
-}
-
 /**
  * Encodes a fresh expansion from its layout, as `encodeSubtasks` encodes its records (the same
  * arrays and runs, to the element): the head's arrays element by element, the rest a stretch
@@ -18,7 +11,8 @@ export function encodeLayout(
   layout: SubtaskLayout,
   head = Number.MAX_SAFE_INTEGER,
 ): EncodedSubtasks {
-  const { count, firstId, nodes, nodeOf, upStart, ups, downStart, downs } = layout;
+  const { count, firstId, nodes, nodeOf, upStart, ups, upCounts, downStart, downs, downCounts } =
+    layout;
   const plain = Math.min(head, count);
   const arrays = emptyArrays(plain);
   // Every node is a kind of its own (its key differs), numbered in series order from 1.
@@ -31,8 +25,6 @@ export function encodeLayout(
     arrays.timeouts.push(node.timeout);
     arrays.prohibit.push(node.prohibitRollback ?? false);
   }
-  const upCounts = rowLengths(upStart, count);
-  const downCounts = rowLengths(downStart, count);
   for (let i = 0; i < plain; i++) {
     arrays.kind[i] = (nodeOf[i] as number) + 1;
     arrays.parallel[i] = layout.parallelIdx(i);
@@ -50,32 +42,39 @@ export function encodeLayout(
     arrays.operations[i] = Operation.EXECUTE;
     arrays.runTimes[i] = 1;
   }
+  // Roots and non-roots in stretches: their count, and the runs of the rest's statuses.
+  const stretches: number[] = [];
   let roots = 0;
-  for (let i = 0; i < count; i++) if (upCounts[i] === 0) roots++;
+  for (let i = 0; i < count;) {
+    const root = upCounts[i] === 0;
+    let end = i + 1;
+    while (end < count && (upCounts[end] === 0) === root) end++;
+    if (root) roots += end - i;
+    stretches.push(end - i);
+    i = end;
+  }
   const statusCounts = STATUS_ORDER.map((status) =>
     status === SubtaskStatus.READY ? roots : status === SubtaskStatus.PENDING ? count - roots : 0,
   );
   if (plain === count) return { head: arrays, rest: undefined, statusCounts };
 
   const rest = new RestBuilder();
-  rest.kind.pushAll(nodeOf, 0, count, 1);
   // The nodes in order cover every subtask once, their copies consecutive.
-  for (const { size, split } of nodes) {
+  nodes.forEach(({ size, split }, n) => {
+    rest.kind.pushRun(n + 1, 0, size);
     if (split) rest.parallel.pushRun(0, 1, size);
     else rest.parallel.pushRun(-1, 0, size);
-  }
+  });
   rest.ups.pushAll(ups, 0, ups.length, firstId);
   rest.upStarts.pushAll(upStart, 0, count, 1);
   rest.upCounts.pushAll(upCounts, 0, count);
   rest.downs.pushAll(downs, 0, downs.length, firstId);
   rest.downStarts.pushAll(downStart, 0, count, 1);
   rest.downCounts.pushAll(downCounts, 0, count);
-  for (let i = 0; i < count;) {
-    const root = upCounts[i] === 0;
-    let end = i + 1;
-    while (end < count && (upCounts[end] === 0) === root) end++;
-    rest.statuses.pushMany(root ? SubtaskStatus.READY : SubtaskStatus.PENDING, end - i);
-    i = end;
+  let root = upCounts[0] === 0;
+  for (const length of stretches) {
+    rest.statuses.pushMany(root ? SubtaskStatus.READY : SubtaskStatus.PENDING, length);
+    root = !root;
   }
   rest.operations.pushMany(Operation.EXECUTE, count);
   rest.runTimes.pushRun(1, 0, count);
