@@ -28,7 +28,9 @@ const NO_IDS = Object.freeze([]) as unknown as number[];
  * rows (typed arrays), with no object per subtask. What a store needs to save a task can be
  * read from here in a pass of plain loops; the records themselves ({@link records}) are built
  * only for whoever asks for them. At 10,000 hosts the records are ~9 MB of young objects the
- * garbage collector then copies twice; the layout is ~0.5 MB in six arrays.
+ * garbage collector then copies twice; the layout is ~1 MB of typed arrays, outside the
+ * collector's young generation. Its arrays are typed read-only: a store that saved the task
+ * from them may still read them to turn claims into records.
  *
  * Subtask `i` (series index) has id `firstId + i`; roots are `READY`, the rest `PENDING`, all
  * with operation `EXECUTE` and run time 1, as at submission.
@@ -39,22 +41,22 @@ export class SubtaskLayout {
   /** The nodes in expansion order; their copies are consecutive. */
   readonly nodes: readonly LayoutNode[];
   /** Per subtask, the index in {@link nodes} of the node it copies. */
-  readonly nodeOf: Uint32Array;
+  readonly nodeOf: ArrayLike<number>;
   /**
    * Upstreams as compressed rows: subtask `i`'s upstreams are the subtasks (series indexes)
    * `ups[upStart[i]]` … `ups[upStart[i + 1] - 1]`, in the order of the expansion's links.
    */
-  readonly upStart: Int32Array;
+  readonly upStart: ArrayLike<number>;
   /** See {@link upStart}. */
-  readonly ups: Int32Array;
+  readonly ups: ArrayLike<number>;
   /** Per subtask, its number of upstreams (the length of its row in {@link ups}). */
-  readonly upCounts: Int32Array;
+  readonly upCounts: ArrayLike<number>;
   /** Downstreams as compressed rows, as {@link upStart}. */
-  readonly downStart: Int32Array;
+  readonly downStart: ArrayLike<number>;
   /** See {@link downStart}. */
-  readonly downs: Int32Array;
+  readonly downs: ArrayLike<number>;
   /** Per subtask, its number of downstreams. */
-  readonly downCounts: Int32Array;
+  readonly downCounts: ArrayLike<number>;
   private memo: SubtaskRecord[] | undefined;
 
   /**
@@ -73,8 +75,9 @@ export class SubtaskLayout {
     const count = last === undefined ? 0 : last.first + last.size;
     this.count = count;
     this.nodes = nodes;
-    this.nodeOf = new Uint32Array(count);
-    nodes.forEach(({ first, size }, n) => this.nodeOf.fill(n, first, first + size));
+    const nodeOf = new Uint32Array(count);
+    nodes.forEach(({ first, size }, n) => nodeOf.fill(n, first, first + size));
+    this.nodeOf = nodeOf;
     // Two passes over the links: count each row, then fill it (compressed sparse rows).
     const upCounts = new Int32Array(count);
     const downCounts = new Int32Array(count);
@@ -218,7 +221,7 @@ export class SubtaskLayout {
    * rows hold one id: a literal is a packed array, which V8 freezes in half the time of the
    * holey array `new Array(size)` makes.
    */
-  private idList(row: Int32Array, start: Int32Array, i: number): number[] {
+  private idList(row: ArrayLike<number>, start: ArrayLike<number>, i: number): number[] {
     const from = start[i] as number;
     const size = (start[i + 1] as number) - from;
     if (size === 0) return NO_IDS;
