@@ -107,11 +107,6 @@ export class SubtaskLayout {
     this.downs = downs;
   }
 
-  /** The index in {@link nodes} of the node subtask `i` copies. */
-  nodeIndex(i: number): number {
-    return this.nodeOf[i] as number;
-  }
-
   /** The node subtask `i` copies. */
   nodeAt(i: number): LayoutNode {
     return this.nodes[this.nodeOf[i] as number] as LayoutNode;
@@ -188,7 +183,6 @@ export class SubtaskLayout {
     { node, first, split }: LayoutNode,
     description: string,
   ): SubtaskRecord {
-    const up = this.idList(this.ups, this.upStart, i);
     return {
       id: this.firstId + i,
       taskId: this.taskId,
@@ -201,9 +195,9 @@ export class SubtaskLayout {
       nodeType: NodeType.JAVA_TASK,
       timeout: node.timeout,
       prohibitRollback: node.prohibitRollback ?? false,
-      upstreams: up,
+      upstreams: this.idList(this.ups, this.upStart, i),
       downstreams: this.idList(this.downs, this.downStart, i),
-      status: up.length === 0 ? SubtaskStatus.READY : SubtaskStatus.PENDING,
+      status: this.status(i),
       operation: Operation.EXECUTE,
       runTime: 1,
       // Present from the start: fields a store adds later would give every record a second

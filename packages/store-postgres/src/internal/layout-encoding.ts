@@ -38,7 +38,7 @@ export function encodeLayout(
     for (let j = downStart[i] as number; j < (downStart[i + 1] as number); j++) {
       arrays.downs.push(firstId + (downs[j] as number));
     }
-    arrays.statuses[i] = upCounts[i] === 0 ? SubtaskStatus.READY : SubtaskStatus.PENDING;
+    arrays.statuses[i] = layout.status(i);
     arrays.operations[i] = Operation.EXECUTE;
     arrays.runTimes[i] = 1;
   }
