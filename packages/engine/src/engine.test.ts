@@ -288,6 +288,88 @@ describe('submit saves and claims in one store call', () => {
   });
 });
 
+describe('a lane on a store that answers later', () => {
+  /** A memory store answering later (applied when called, as a database commits), logged. */
+  function later() {
+    const log: string[] = [];
+    const inner = new MemoryStore();
+    const keys = new Map<number, string>();
+    const answer = <T>(value: T, line: string) =>
+      new Promise<T>((resolve) =>
+        queueMicrotask(() => {
+          log.push(line);
+          resolve(value);
+        }),
+      );
+    const claimed = (claims: readonly Claim[]) => {
+      for (const { subtask } of claims) keys.set(subtask.id, subtask.nodeKey);
+      return `claimed ${claims.map((c) => c.subtask.nodeKey).join(',')}`;
+    };
+    const store = overrideStore(inner, {
+      insertTaskAndClaim: async (expanded, creator, request) => {
+        const claims = await inner.insertTaskAndClaim(expanded, creator, request);
+        log.push(`save+claim ${request.limit}`);
+        return answer(claims, claimed(claims));
+      },
+      claimReady: (request) => {
+        const claims = inner.claimReady(request);
+        log.push(`claim ${request.limit}`);
+        return answer(claims, claimed(claims));
+      },
+      completeAttempt: (fence, result) => {
+        const key = keys.get(fence.subtaskId);
+        log.push(`complete ${key}`);
+        return answer(inner.completeAttempt(fence, result), `completed ${key}`);
+      },
+      failAttempt: (fence, result) => {
+        const key = keys.get(fence.subtaskId);
+        log.push(`fail ${key}`);
+        return answer(inner.failAttempt(fence, result), `failed ${key}`);
+      },
+    });
+    return { store, log };
+  }
+
+  it('asks for its next subtask right after handing over a success, before the answer', async () => {
+    const { store, log } = later();
+    const { engine, clock, isFinished } = setup({ [STEP]: () => {} }, { store, concurrency: 1 });
+    const task = await engine.submit(template(['a', 'b'], ['a>b']), undefined, {
+      creator: 'admin',
+    });
+    expect(await clock.runUntil(() => isFinished(task.id))).toBe(true);
+    // After the save's claim: the end of a, then at once the claim that takes b (released by
+    // that end, which the store applies first), then both answers; likewise after b.
+    const from = log.indexOf('complete a');
+    expect(log.slice(from, from + 8)).toEqual([
+      'complete a',
+      'claim 1',
+      'completed a',
+      'claimed b',
+      'complete b',
+      'claim 1',
+      'completed b',
+      'claimed ',
+    ]);
+  });
+
+  it('asks for the next subtask only after a failure is answered (never ahead of its write)', async () => {
+    const { store, log } = later();
+    const { engine, clock, isFinished } = setup(
+      {
+        [STEP]: () => {
+          throw new Error('no');
+        },
+      },
+      { store, concurrency: 1 },
+    );
+    const task = await engine.submit(template(['a']), undefined, { creator: 'admin' });
+    expect(await clock.runUntil(() => isFinished(task.id))).toBe(true);
+    const failed = log.indexOf('fail a');
+    expect(failed).toBeGreaterThan(-1);
+    expect(log.indexOf('claim 1', failed)).toBeGreaterThan(log.indexOf('failed a'));
+  });
+});
+
 describe('submit refuses bad input and stores nothing', () => {
   const good = template(['a']);
   const cases: readonly [

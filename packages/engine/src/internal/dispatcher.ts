@@ -201,15 +201,24 @@ export class Dispatcher {
     // The clock, read once a turn: on a synchronous store, the end of one attempt, the claim of
     // the next and its start are one synchronous stretch. Undefined once anything was awaited.
     let now: number | undefined;
+    // The next claim, when asked for before the end of the last attempt was answered: on a
+    // store that answers later (a round trip), a lane asks for its next subtask as soon as it
+    // has handed over a success, so that a store grouping what arrives together
+    // (PostgresStore) ends one attempt and claims the next in one transaction.
+    let next: Claim | undefined | Promise<Claim | undefined> | null = null;
+    const claimEarly = () => {
+      if (next === null) next = this.claimNext(undefined);
+    };
     try {
       while (claim) {
         this.inFlight++;
+        next = null;
         const attempt = this.begin(claim);
         if (attempt) {
           try {
             const outcome = await attempt.run('execute', now);
             now = this.options.clock.now();
-            const ending = this.end(attempt, outcome, now);
+            const ending = this.end(attempt, outcome, now, claimEarly);
             if (ending) {
               await ending;
               now = undefined;
@@ -221,7 +230,7 @@ export class Dispatcher {
             now = undefined;
           }
         } else {
-          await this.runAttempt(claim);
+          await this.runAttempt(claim, claimEarly);
           now = undefined;
         }
         this.inFlight--;
@@ -233,12 +242,12 @@ export class Dispatcher {
           await this.yieldToEventLoop();
           now = undefined;
         }
-        const next = this.claimNext(now);
-        if (next instanceof Promise) {
-          claim = await next;
+        const taken = next !== null ? next : this.claimNext(now);
+        if (taken instanceof Promise) {
+          claim = await taken;
           now = undefined;
         } else {
-          claim = next;
+          claim = taken;
         }
         // Work this lane does not take (a completion may unblock many) goes to other lanes.
         if (this.lanes < this.options.concurrency) this.pump(now);
@@ -294,7 +303,8 @@ export class Dispatcher {
     this.wakeTimer.wakeAt(clock.now() + 1000);
   }
 
-  private async runAttempt(claim: Claim): Promise<void> {
+  /** `handedOver`: see {@link end}. */
+  private async runAttempt(claim: Claim, handedOver?: () => void): Promise<void> {
     const { task, subtask } = claim;
     const lease = this.leases?.hold(claim);
     try {
@@ -333,7 +343,7 @@ export class Dispatcher {
       const attempt = new Attempt(this.attemptHost, claim, input, handler);
       this.live.add(attempt);
       const outcome = await attempt.run();
-      await this.end(attempt, outcome, this.options.clock.now());
+      await this.end(attempt, outcome, this.options.clock.now(), handedOver);
     } catch (thrown) {
       this.bookkeepingFailed(claim, thrown);
     } finally {
@@ -380,14 +390,25 @@ export class Dispatcher {
   /**
    * Records how an attempt ended. A success on a store that answers synchronously (the
    * in-memory one) is recorded here without an await; anything else returns the promise of
-   * {@link endLater}. Never rejects: bookkeeping failures are logged.
+   * {@link endLater}. Never rejects: bookkeeping failures are logged. `handedOver` is called
+   * when a success has been handed to the store and its answer is to come later (the lane then
+   * asks for its next subtask at once: after the end, never before it).
    */
-  private end(attempt: Attempt, outcome: AttemptOutcome, now: number): Promise<void> | undefined {
+  private end(
+    attempt: Attempt,
+    outcome: AttemptOutcome,
+    now: number,
+    handedOver?: () => void,
+  ): Promise<void> | undefined {
     this.live.remove(attempt);
     if (!outcome.ok || attempt.logWrites) return this.endLater(attempt, outcome, undefined);
     try {
       const result = this.complete(attempt, now);
-      if (result instanceof Promise) return this.endLater(attempt, outcome, result);
+      if (result instanceof Promise) {
+        const later = this.endLater(attempt, outcome, result);
+        handedOver?.();
+        return later;
+      }
       this.succeeded(attempt, result);
     } catch (thrown) {
       this.bookkeepingFailed(attempt.claim, thrown);

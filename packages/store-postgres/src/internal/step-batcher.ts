@@ -54,16 +54,20 @@ interface ClaimWaiter extends Waiter<ClaimRow[]> {
   readonly executor: string;
   readonly limit: number;
   readonly now: number;
+  /** Ends of attempts asked for before this claim (counted from the batcher's start). */
+  readonly after: number;
 }
 
 const REFUSED: TransitionResult = Object.freeze({ accepted: false, changes: Object.freeze([]) });
 
 /**
  * Groups what the engine's lanes ask for at about the same time — log lines, ends of attempts,
- * claims — into one call of the `step` SQL function: one transaction, one round trip. One step
- * runs at a time; what arrives meanwhile goes into the next (group commit without a timer:
- * the busier the engine, the bigger the groups). Each end of attempt is still fenced and
- * answered on its own.
+ * claims — into one call of the `step` SQL function: one transaction, one round trip. At most
+ * `maxInFlight` steps run at a time; what arrives meanwhile goes into the next (group commit
+ * without a timer: the busier the engine, the bigger the groups). Each end of attempt is still
+ * fenced and answered on its own. The function ends attempts before it claims, and a claim goes
+ * in no step before one holding every end asked for ahead of it: a lane that hands over a
+ * success and asks for its next subtask at once has both in one transaction, the end first.
  */
 export class StepBatcher {
   private logs: LogLine[] = [];
@@ -71,6 +75,9 @@ export class StepBatcher {
   private items: FinishItem[] = [];
   private itemWaiters: Waiter<TransitionResult>[] = [];
   private claims: ClaimWaiter[] = [];
+  /** Ends of attempts asked for so far, and taken into steps so far. */
+  private itemsAsked = 0;
+  private itemsTaken = 0;
   /** Steps under way (at most `maxInFlight`). */
   private running = 0;
   private scheduled = false;
@@ -93,6 +100,7 @@ export class StepBatcher {
   finish(item: FinishItem): Promise<TransitionResult> {
     return new Promise<TransitionResult>((resolve, reject) => {
       this.items.push(item);
+      this.itemsAsked++;
       this.itemWaiters.push({ resolve, reject });
       this.kick();
     });
@@ -100,7 +108,7 @@ export class StepBatcher {
 
   claim(executor: string, limit: number, now: number): Promise<ClaimRow[]> {
     return new Promise<ClaimRow[]>((resolve, reject) => {
-      this.claims.push({ executor, limit, now, resolve, reject });
+      this.claims.push({ executor, limit, now, after: this.itemsAsked, resolve, reject });
       this.kick();
     });
   }
@@ -151,8 +159,14 @@ export class StepBatcher {
     const itemWaiters = this.itemWaiters.slice(0, this.maxBatch);
     this.items = this.items.slice(items.length);
     this.itemWaiters = this.itemWaiters.slice(items.length);
-    const claims = this.claims;
-    this.claims = [];
+    this.itemsTaken += items.length;
+    // A claim never goes before an end asked for ahead of it (a lane claims its next subtask
+    // right after handing over the end of its last: the end must be written first, or the
+    // engine would hold more claims than its concurrency). Past maxBatch, both wait.
+    let go = this.claims.length;
+    while (go > 0 && (this.claims[go - 1] as ClaimWaiter).after > this.itemsTaken) go--;
+    const claims = this.claims.slice(0, go);
+    this.claims = this.claims.slice(go);
     const byExecutor = new Map<string, number>();
     let now = 0;
     for (const claim of claims) {
