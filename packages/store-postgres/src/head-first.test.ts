@@ -1,6 +1,7 @@
 /**
  * The window of a task saved head first (migration 005): after its first transaction (task
- * row, counters, head subtasks, the rest as JSON) and before its second (the rest's rows).
+ * row, counters, head subtasks, the rest as JSON) and before the rest's rows are written (in
+ * one transaction, or a chunk a transaction: migration 009).
  * Head subtasks that succeed in the window unblock their downstreams once these are written;
  * a submitter killed with SIGKILL in the window leaves the rest to another store's reaper; a
  * rest saved as plain arrays (migration 005) is written out as well as one saved as runs; a
@@ -107,30 +108,42 @@ describe.each([
   // head 4: some of the barrier's upstreams succeed in the window; head 10: all of them (the
   // barrier is READY once written); head 11: the barrier itself succeeds in the window, before
   // any of its downstreams' rows exist.
-  // 'plain arrays': the rest as migration 005 saved it, still read after migration 006.
+  // 'runs': saved from records (read before the save), the rest written by materialize from
+  // its runs; 'plain arrays': the rest as migration 005 saved it, still read after migration
+  // 006; 'chunks of n': saved from the layout, the rest written n subtasks a transaction
+  // (write_rest, migration 009), all of them held back here.
   it.runIf(runs).each([
     [4, 'runs'],
     [10, 'runs'],
     [11, 'runs'],
     [4, 'plain arrays'],
+    [4, 'chunks of 5'],
+    [11, 'chunks of 3'],
+    [10, 'chunks of 2048'],
   ] as const)(
     'head %i, rest as %s: subtasks that succeed before their downstreams are written unblock them',
     async (head, form) => {
       const database = await openDatabase();
       const inner = await database.driver();
-      const hold = holdingQueries(inner, 'materialize');
+      const chunk = form.startsWith('chunks') ? Number(form.split(' ')[2]) : undefined;
+      const hold = holdingQueries(inner, chunk ? '.write_rest(' : 'materialize');
       const store = await PostgresStore.open(hold.driver, {
         ...(database.schema && { schema: database.schema }),
         headSubtasks: head,
+        ...(chunk && { restChunkSubtasks: chunk }),
       });
       onTestFinished(async () => {
         hold.release();
         await store.close();
       });
       const schema = store.schemaName;
-      const expanded = await insertTask(store, batchStopTemplate(100), {
+      const expanded = await expandTask(store, batchStopTemplate(100), {
         listMap: { host_ids: hostIds(HOSTS) },
       });
+      // Records read before the save are what is saved, and the rest goes whole.
+      if (!chunk) expect(expanded.subtasks).toHaveLength(SUBTASKS);
+      expect(expanded.layout?.built).toBe(!chunk);
+      await store.insertTask(expanded, { actor: 'test', now: Date.now() });
       const taskId = expanded.task.id;
       const ids = expanded.subtasks.map((s) => s.id);
       expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: head, rests: 1 });
@@ -176,6 +189,70 @@ describe.each([
       expect((await store.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
     },
   );
+
+  // The rest after the first chunk: written by the next chunk, or whole by a read that needs
+  // the whole task (materialize, from what task_rest says is written), the chunk writer then
+  // finding nothing left to write.
+  it.runIf(runs).each(['the next chunk', 'a read of the whole task'] as const)(
+    'rest in chunks: what succeeds between two chunks unblocks the later subtasks, written by %s',
+    async (writer) => {
+      const database = await openDatabase();
+      const inner = await database.driver();
+      // Head 4, chunks of 4: prepares 5-8, then prepares 9-10 with the barrier and 1 stop,
+      // held back until the prepares written so far have all succeeded.
+      const hold = holdingQueries(inner, '.write_rest(', 1);
+      const store = await PostgresStore.open(hold.driver, {
+        ...(database.schema && { schema: database.schema }),
+        headSubtasks: 4,
+        restChunkSubtasks: 4,
+      });
+      onTestFinished(async () => {
+        hold.release();
+        await store.close();
+      });
+      const schema = store.schemaName;
+      const expanded = await insertTask(store, batchStopTemplate(100), {
+        listMap: { host_ids: hostIds(HOSTS) },
+      });
+      const taskId = expanded.task.id;
+      const ids = expanded.subtasks.map((s) => s.id);
+      const succeeded = new Set<number>();
+      // The head, and the first chunk's prepares as soon as it is written (once a claim has
+      // been answered); the second chunk is held.
+      const early = await drain(store, expanded, succeeded);
+      await expect.poll(() => hold.held()).toBe(1);
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: 8, rests: 1 });
+      early.push(...(await drain(store, expanded, succeeded)));
+      expect(early.sort((a, b) => a - b)).toEqual(ids.slice(0, 8));
+
+      let written;
+      if (writer === 'the next chunk') {
+        hold.release();
+        await store.restsWritten();
+        written = await store.listSubtasks(taskId);
+      } else {
+        written = await store.listSubtasks(taskId);
+        expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: SUBTASKS, rests: 0 });
+        hold.release();
+        await store.restsWritten();
+      }
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: SUBTASKS, rests: 0 });
+      // The barrier waits for the two prepares after the first chunk, no more, no fewer.
+      expect(written.slice(8, HOSTS).map((s) => s.status)).toEqual([
+        SubtaskStatus.READY,
+        SubtaskStatus.READY,
+      ]);
+      expect(written[HOSTS]?.status).toBe(SubtaskStatus.PENDING);
+      const { rows } = await inner.query<{ waiting: number }>(
+        `SELECT waiting FROM ${schema}.subtasks WHERE id = $1`,
+        [ids[HOSTS]],
+      );
+      expect(rows[0]?.waiting).toBe(2);
+      const after = await drain(store, expanded, succeeded);
+      expect([...early, ...after].sort((a, b) => a - b)).toEqual(ids);
+      expect((await store.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
+    },
+  );
 });
 
 describe('the rest of a task saved head first, on PGlite (one statement at a time)', () => {
@@ -206,7 +283,7 @@ describe('the rest of a task saved head first, on PGlite (one statement at a tim
     expect(claims.map((c) => c.subtask.seriesId)).toEqual([0, 1, 2, 3]);
     await store.restsWritten();
     const saved = calls.lastIndexOf('save_task');
-    expect(calls.slice(saved)).toEqual(['save_task', 'step', 'materialize']);
+    expect(calls.slice(saved)).toEqual(['save_task', 'step', 'write_rest']);
     expect(await store.listSubtasks(task.id)).toHaveLength(SUBTASKS);
   });
 
@@ -225,7 +302,7 @@ describe('the rest of a task saved head first, on PGlite (one statement at a tim
     expect(await store.claimReady({ executor: 'e1', limit: 100, now })).toHaveLength(6);
     await store.restsWritten();
     const saved = calls.lastIndexOf('save_task_and_claim');
-    expect(calls.slice(saved)).toEqual(['save_task_and_claim', 'materialize', 'step']);
+    expect(calls.slice(saved)).toEqual(['save_task_and_claim', 'write_rest', 'step']);
     expect(await store.listSubtasks(expanded.task.id)).toHaveLength(SUBTASKS);
   });
 
@@ -235,7 +312,7 @@ describe('the rest of a task saved head first, on PGlite (one statement at a tim
       listMap: { host_ids: hostIds(HOSTS) },
     });
     await store.restsWritten();
-    expect(calls.slice(calls.lastIndexOf('save_task'))).toEqual(['save_task', 'materialize']);
+    expect(calls.slice(calls.lastIndexOf('save_task'))).toEqual(['save_task', 'write_rest']);
     expect(await store.listSubtasks(task.id)).toHaveLength(SUBTASKS);
   });
 });
@@ -247,7 +324,8 @@ describe.each([
   it.runIf(runs)('is an error, left in place, and does not stop the reaper', async () => {
     const database = await openDatabase();
     const inner = await database.driver();
-    const hold = holdingQueries(inner, 'materialize');
+    // The submitter writes the rests of tasks it saved from their layouts with write_rest.
+    const hold = holdingQueries(inner, '.write_rest(');
     const options = { ...(database.schema && { schema: database.schema }), headSubtasks: 4 };
     const submitter = await PostgresStore.open(hold.driver, options);
     const reaper = await PostgresStore.open(await database.driver(), options);
@@ -341,4 +419,37 @@ describe.each([
       true,
     );
   });
+
+  it.runIf(runs)(
+    'killed between two chunks of the rest: the reaper writes what is left',
+    async () => {
+      let where: string;
+      let schema: string | undefined;
+      if (kind === 'pglite') {
+        const dir = await mkdtemp(join(tmpdir(), 'dagops-head-'));
+        onTestFinished(() => rm(dir, { recursive: true, force: true }));
+        where = `pglite:${dir}`;
+      } else {
+        schema = freshSchema('dagops_head');
+        onTestFinished(() => dropSchema(schema as string));
+        where = TEST_DATABASE_URL;
+      }
+      // A head of 4 and one chunk of 5 written; held before the second chunk, killed -9.
+      const submitter = startSubmitter(where, schema ?? 'dagops', HOSTS, 4, {
+        size: 5,
+        written: 1,
+      });
+      const taskId = await submitter.saved;
+      await submitter.kill9();
+
+      const { task, subtasks } = await recover(where, schema, taskId, 9);
+      expect(task.status).toBe(TaskStatus.SUCCESSFUL);
+      expect(subtasks.map((s) => s.id)).toEqual(
+        Array.from({ length: SUBTASKS }, (_, i) => (subtasks[0]?.id ?? 0) + i),
+      );
+      expect(subtasks.every((s) => s.status === SubtaskStatus.SUCCESSFUL && s.runTime === 1)).toBe(
+        true,
+      );
+    },
+  );
 });

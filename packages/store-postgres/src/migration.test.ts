@@ -118,6 +118,8 @@ describe('store options', () => {
     [{ maxBatch: 1.5 }, 'maxBatch'],
     [{ stepsInFlight: 0 }, 'stepsInFlight'],
     [{ headSubtasks: -1 }, 'headSubtasks'],
+    [{ restChunkSubtasks: 0 }, 'restChunkSubtasks'],
+    [{ restChunkSubtasks: 2.5 }, 'restChunkSubtasks'],
     [{ workNoticeMs: Number.NaN }, 'workNoticeMs'],
     [{ workNoticeMs: 5000 }, 'workNoticeMs'],
   ])('refuses %j, naming the option', (options, option) => {
@@ -136,6 +138,7 @@ describe('store options', () => {
       maxBatch: 512,
       stepsInFlight: 2,
       headSubtasks: 512,
+      restChunkSubtasks: 2048,
       workNoticeMs: 25,
     });
   });

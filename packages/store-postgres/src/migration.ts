@@ -7,6 +7,7 @@ import { migration005 } from './migrations/005-submit-head-first.js';
 import { migration006 } from './migrations/006-rest-as-runs.js';
 import { migration007 } from './migrations/007-paced-work-notices.js';
 import { migration008 } from './migrations/008-save-and-claim.js';
+import { migration009 } from './migrations/009-rest-in-chunks.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -28,6 +29,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration006,
   migration007,
   migration008,
+  migration009,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */

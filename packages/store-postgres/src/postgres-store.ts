@@ -18,6 +18,7 @@ import {
   type Store,
   type StoreNotice,
   type SubtaskContexts,
+  type SubtaskLayout,
   type SubtaskRecord,
   type TaskRecord,
   type TaskSnapshot,
@@ -46,7 +47,7 @@ import {
 } from './internal/step-batcher.js';
 import { IdBlocks, type ReservedBlocks } from './internal/id-blocks.js';
 import { arrayParams, encodeSubtasks, SUBTASK_ARRAY_CASTS } from './internal/subtask-arrays.js';
-import { encodeLayout } from './internal/layout-encoding.js';
+import { encodeLayout, plainArrays } from './internal/layout-encoding.js';
 import { WorkNotices } from './internal/work-notices.js';
 import { ShapeCache } from './internal/shape-cache.js';
 import { Presence } from './internal/presence.js';
@@ -277,7 +278,7 @@ export class PostgresStore implements Store {
       layout ? shapeOfLayout({ ...task }, layout) : shapeOf({ ...task }, first, expanded.subtasks),
     );
     // With a claim answered already, the rest need not wait for one.
-    if (headFirst) this.materializeSoon(task.id, claim === undefined);
+    if (headFirst) this.materializeSoon(task.id, claim === undefined, layout, headSize);
     return claimed;
   }
 
@@ -644,9 +645,16 @@ export class PostgresStore implements Store {
    * submitting engine's, for the head) has been answered, or after {@link CLAIM_WAIT_MS} when
    * none comes: PGlite runs one statement at a time, and a claim queued behind the rest would
    * wait for all of it. Without `waitForClaim` (the head was claimed in the save's
-   * transaction), at once. Should it fail, the next reaper pass of any store writes it.
+   * transaction), at once. Saved from its `layout`, the rest is written `restChunkSubtasks` at
+   * a time (migration 009), each chunk claimable once written; otherwise in one transaction.
+   * Should it fail, the next reaper pass of any store writes it.
    */
-  private materializeSoon(taskId: number, waitForClaim: boolean): void {
+  private materializeSoon(
+    taskId: number,
+    waitForClaim: boolean,
+    layout: SubtaskLayout | undefined,
+    written: number,
+  ): void {
     const run = new Promise<void>((resolve) => {
       if (!waitForClaim) {
         resolve();
@@ -663,16 +671,40 @@ export class PostgresStore implements Store {
       }, CLAIM_WAIT_MS);
       this.afterClaim.add(resume);
     })
-      .then(() => this.call<boolean>('materialize($1, false)', [taskId]))
-      .then((written) => {
-        // What the rest made READY: this store does not hear its own notices.
-        if (written) this.hear('w');
-      })
+      .then(() =>
+        layout
+          ? this.writeRest(taskId, layout, written)
+          : this.call<boolean>('materialize($1, false)', [taskId]).then((wrote) => {
+              // What the rest made READY: this store does not hear its own notices.
+              if (wrote) this.hear('w');
+            }),
+      )
       .catch(() => {
         // Left to the reapers (reapExpired): the task's rest is saved, only not yet written.
       })
       .finally(() => this.materializing.delete(run));
     this.materializing.add(run);
+  }
+
+  /**
+   * Writes the rest of a task from its layout, a chunk a transaction, from subtask `written`
+   * (from 0) on; stops early when another store (a reaper, an operation) writes it instead.
+   */
+  private async writeRest(taskId: number, layout: SubtaskLayout, written: number): Promise<void> {
+    const chunk = this.options.restChunkSubtasks;
+    const arrayArgs = SUBTASK_ARRAY_CASTS.map((cast, i) => `$${i + 4}::${cast}`).join(', ');
+    for (let from = written; from < layout.count; from += chunk) {
+      const to = Math.min(from + chunk, layout.count);
+      const wrote = await this.call<boolean>(`write_rest($1, $2, $3, ${arrayArgs})`, [
+        taskId,
+        from + 1,
+        to,
+        ...arrayParams(plainArrays(layout, from, to)),
+      ]);
+      if (!wrote) return;
+      // What the chunk made READY: this store does not hear its own notices.
+      this.hear('w');
+    }
   }
 
   private remember(shape: TaskShape): TaskShape {

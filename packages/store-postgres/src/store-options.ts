@@ -37,6 +37,12 @@ export interface PostgresStoreOptions {
    */
   readonly headSubtasks?: number;
   /**
+   * Subtasks of the rest of a task saved head first written per transaction (migration 009):
+   * each chunk is claimable once written, so engines work on the first ones while the others
+   * are written. @default 2048
+   */
+  readonly restChunkSubtasks?: number;
+  /**
    * The shortest time between two work notices (NOTIFY) of this store's hot-path steps, ms.
    * A notifying commit holds the database's notification-queue lock until it is flushed, so
    * with several engines open, notices on every step put all engines' steps in one line; paced,
@@ -54,6 +60,7 @@ export interface ResolvedPostgresStoreOptions {
   readonly maxBatch: number;
   readonly stepsInFlight: number;
   readonly headSubtasks: number;
+  readonly restChunkSubtasks: number;
   readonly workNoticeMs: number;
 }
 
@@ -89,11 +96,28 @@ export function resolvePostgresStoreOptions(
   if (!Number.isSafeInteger(headSubtasks) || headSubtasks < 0 || headSubtasks > 1_000_000) {
     throw invalid('headSubtasks', 'an integer within [0, 1000000]', headSubtasks);
   }
+  const restChunkSubtasks = options.restChunkSubtasks ?? 2048;
+  if (
+    !Number.isSafeInteger(restChunkSubtasks) ||
+    restChunkSubtasks < 1 ||
+    restChunkSubtasks > 1_000_000
+  ) {
+    throw invalid('restChunkSubtasks', 'an integer within [1, 1000000]', restChunkSubtasks);
+  }
   const workNoticeMs = options.workNoticeMs ?? 25;
   if (typeof workNoticeMs !== 'number' || !(workNoticeMs >= 0 && workNoticeMs <= 1000)) {
     throw invalid('workNoticeMs', 'a number of milliseconds within [0, 1000]', workNoticeMs);
   }
   const migrate = options.migrate ?? true;
   if (typeof migrate !== 'boolean') throw invalid('migrate', 'a boolean', migrate);
-  return { schema, leaseSeconds, migrate, maxBatch, stepsInFlight, headSubtasks, workNoticeMs };
+  return {
+    schema,
+    leaseSeconds,
+    migrate,
+    maxBatch,
+    stepsInFlight,
+    headSubtasks,
+    restChunkSubtasks,
+    workNoticeMs,
+  };
 }

@@ -1,5 +1,11 @@
 import { NodeType, Operation, SubtaskStatus, type SubtaskLayout } from '@dagops/engine';
-import { emptyArrays, RestBuilder, STATUS_ORDER, type EncodedSubtasks } from './subtask-arrays.js';
+import {
+  emptyArrays,
+  RestBuilder,
+  STATUS_ORDER,
+  type EncodedSubtasks,
+  type SubtaskArrays,
+} from './subtask-arrays.js';
 
 /**
  * Encodes a fresh expansion from its layout, as `encodeSubtasks` encodes its records (the same
@@ -11,37 +17,9 @@ export function encodeLayout(
   layout: SubtaskLayout,
   head = Number.MAX_SAFE_INTEGER,
 ): EncodedSubtasks {
-  const { count, firstId, nodes, nodeOf, upStart, ups, upCounts, downStart, downs, downCounts } =
-    layout;
+  const { count, nodes, ups, upStart, upCounts, downs, downStart, downCounts, firstId } = layout;
   const plain = Math.min(head, count);
-  const arrays = emptyArrays(plain);
-  // Every node is a kind of its own (its key differs), numbered in series order from 1.
-  for (const { node } of nodes) {
-    arrays.keys.push(node.key);
-    arrays.classes.push(node.className);
-    arrays.names.push(node.name);
-    arrays.descriptions.push(node.description ?? node.name);
-    arrays.nodeTypes.push(NodeType.JAVA_TASK);
-    arrays.timeouts.push(node.timeout);
-    arrays.prohibit.push(node.prohibitRollback ?? false);
-  }
-  for (let i = 0; i < plain; i++) {
-    arrays.kind[i] = (nodeOf[i] as number) + 1;
-    arrays.parallel[i] = layout.parallelIdx(i);
-    arrays.upStarts[i] = (upStart[i] as number) + 1;
-    arrays.upCounts[i] = upCounts[i] as number;
-    for (let j = upStart[i] as number; j < (upStart[i + 1] as number); j++) {
-      arrays.ups.push(firstId + (ups[j] as number));
-    }
-    arrays.downStarts[i] = (downStart[i] as number) + 1;
-    arrays.downCounts[i] = downCounts[i] as number;
-    for (let j = downStart[i] as number; j < (downStart[i + 1] as number); j++) {
-      arrays.downs.push(firstId + (downs[j] as number));
-    }
-    arrays.statuses[i] = layout.status(i);
-    arrays.operations[i] = Operation.EXECUTE;
-    arrays.runTimes[i] = 1;
-  }
+  const arrays = plainArrays(layout, 0, plain);
   // Roots and non-roots in stretches: their count, and the runs of the rest's statuses.
   const stretches: number[] = [];
   let roots = 0;
@@ -79,4 +57,46 @@ export function encodeLayout(
   rest.operations.pushMany(Operation.EXECUTE, count);
   rest.runTimes.pushRun(1, 0, count);
   return { head: arrays, rest: rest.build(arrays), statusCounts };
+}
+
+/**
+ * The plain arrays (as `insert_subtasks` takes them) of the subtasks of ordinals `from` to
+ * `to - 1` (from 0) alone: the per-kind arrays cover every node, each subtask's upstream and
+ * downstream lists start at 1 in the chunk's own `ups` and `downs`. The head of
+ * {@link encodeLayout}, and each chunk of the rest that the store writes (`write_rest`).
+ */
+export function plainArrays(layout: SubtaskLayout, from: number, to: number): SubtaskArrays {
+  const { firstId, nodes, nodeOf, upStart, ups, upCounts, downStart, downs, downCounts } = layout;
+  const arrays = emptyArrays(to - from);
+  // Every node is a kind of its own (its key differs), numbered in series order from 1.
+  for (const { node } of nodes) {
+    arrays.keys.push(node.key);
+    arrays.classes.push(node.className);
+    arrays.names.push(node.name);
+    arrays.descriptions.push(node.description ?? node.name);
+    arrays.nodeTypes.push(NodeType.JAVA_TASK);
+    arrays.timeouts.push(node.timeout);
+    arrays.prohibit.push(node.prohibitRollback ?? false);
+  }
+  const upBase = upStart[from] as number;
+  const downBase = downStart[from] as number;
+  for (let i = from; i < to; i++) {
+    const at = i - from;
+    arrays.kind[at] = (nodeOf[i] as number) + 1;
+    arrays.parallel[at] = layout.parallelIdx(i);
+    arrays.upStarts[at] = (upStart[i] as number) - upBase + 1;
+    arrays.upCounts[at] = upCounts[i] as number;
+    for (let j = upStart[i] as number; j < (upStart[i + 1] as number); j++) {
+      arrays.ups.push(firstId + (ups[j] as number));
+    }
+    arrays.downStarts[at] = (downStart[i] as number) - downBase + 1;
+    arrays.downCounts[at] = downCounts[i] as number;
+    for (let j = downStart[i] as number; j < (downStart[i + 1] as number); j++) {
+      arrays.downs.push(firstId + (downs[j] as number));
+    }
+    arrays.statuses[at] = layout.status(i);
+    arrays.operations[at] = Operation.EXECUTE;
+    arrays.runTimes[at] = 1;
+  }
+  return arrays;
 }

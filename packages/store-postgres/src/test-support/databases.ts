@@ -182,20 +182,27 @@ export function countingQueries(
 }
 
 /**
- * `driver`, holding back every statement whose text contains `needle` until `release()` (the
- * statements already held then go on, in order). Lets a test stop a store between two of its
- * steps, say a head-first task's two transactions.
+ * `driver`, holding back every statement whose text contains `needle`, past the first `skip`
+ * of them, until `release()` (the statements already held then go on, in order). Lets a test
+ * stop a store between two of its steps, say a head-first task's two transactions, or two
+ * chunks of its rest.
  */
 export function holdingQueries(
   driver: SqlDriver,
   needle: string,
+  skip = 0,
 ): { driver: SqlDriver; held: () => number; release: () => void } {
   let held = 0;
+  let passed = 0;
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   return {
     driver: beforeQueries(driver, (text) => {
       if (!text.includes(needle)) return undefined;
+      if (passed < skip) {
+        passed++;
+        return undefined;
+      }
       held++;
       return released;
     }),

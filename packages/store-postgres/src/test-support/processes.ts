@@ -86,16 +86,21 @@ export interface Submitter {
   kill9(): Promise<void>;
 }
 
-/** Starts a submitter saving a batch stop of `hosts` hosts with `headSubtasks: head`. */
+/**
+ * Starts a submitter saving a batch stop of `hosts` hosts with `headSubtasks: head`; with
+ * `chunks`, its rest `size` subtasks a transaction, the first `written` chunks let through.
+ */
 export function startSubmitter(
   where: string,
   schema: string,
   hosts: number,
   head: number,
+  chunks?: { readonly size: number; readonly written: number },
 ): Submitter {
+  const chunkArgs = chunks ? [String(chunks.size), String(chunks.written)] : [];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', SUBMITTER, where, schema, String(hosts), String(head)],
+    ['--import', 'tsx', SUBMITTER, where, schema, String(hosts), String(head), ...chunkArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const stderr: string[] = [];
