@@ -28,14 +28,17 @@ import {
   AUDIT_ENTRY_SQL,
   LOG_ENTRY_SQL,
   SUBTASK_RECORD_SQL,
+  SUBTASK_STATE_SQL,
   TASK_COLUMNS,
   shapeOf,
   shapeOfLayout,
   toClaim,
+  toSubtaskRecord,
   toSubtaskShape,
   toTaskRecord,
   type ClaimRow,
   type ShapeRow,
+  type SubtaskStateRow,
   type TaskRow,
   type TaskShape,
 } from './internal/records.js';
@@ -295,6 +298,18 @@ export class PostgresStore implements Store {
 
   async listSubtasks(taskId: number): Promise<SubtaskRecord[]> {
     if (!isId(taskId)) return [];
+    const shape = this.shapes.get(taskId);
+    if (shape) {
+      const { rows } = await this.whole(taskId, () =>
+        this.driver.query<{ s: SubtaskStateRow[]; partial: boolean }>(
+          `SELECT ${this.subtaskStatesSql()} AS s, ${this.partialSql()} AS partial
+           FROM ${this.schema}.tasks t WHERE t.id = $1`,
+          [taskId],
+        ),
+      );
+      const records = rows[0] && fromStates(shape, rows[0].s);
+      if (records) return records;
+    }
     const { rows } = await this.whole(taskId, () =>
       this.driver.query<{ s: SubtaskRecord[]; partial: boolean }>(
         `SELECT ${this.subtasksOfTaskSql()} AS s, ${this.partialSql()} AS partial
@@ -307,6 +322,21 @@ export class PostgresStore implements Store {
 
   async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
     if (!isId(taskId)) return undefined;
+    const shape = this.shapes.get(taskId);
+    if (shape) {
+      const { rows } = await this.whole(taskId, () =>
+        this.driver.query<{ t: TaskRow; s: SubtaskStateRow[]; partial: boolean }>(
+          `SELECT row_to_json(t) AS t, ${this.subtaskStatesSql()} AS s,
+             ${this.partialSql()} AS partial
+           FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
+                 WHERE id = $1) t`,
+          [taskId],
+        ),
+      );
+      const row = rows[0];
+      const subtasks = row && fromStates(shape, row.s);
+      if (row && subtasks) return { task: toTaskRecord(row.t), subtasks };
+    }
     const { rows } = await this.whole(taskId, () =>
       this.driver.query<{ t: TaskRow; s: SubtaskRecord[]; partial: boolean }>(
         `SELECT row_to_json(t) AS t, ${this.subtasksOfTaskSql()} AS s,
@@ -525,6 +555,16 @@ export class PostgresStore implements Store {
     );
     if (quiet) this.notices.keptQuiet();
     return response;
+  }
+
+  /**
+   * What changes of the subtasks of the task row `t`, as a JSON array of state rows in id order
+   * (a subquery): with the task's shape kept, the records are built here from the two.
+   */
+  private subtaskStatesSql(): string {
+    return `(SELECT coalesce(json_agg(${SUBTASK_STATE_SQL} ORDER BY x.id), '[]')
+      FROM ${this.schema}.subtasks x
+      WHERE x.id BETWEEN t.first_subtask_id AND t.first_subtask_id + t.subtask_count - 1)`;
   }
 
   /** The subtasks of the task row `t` as a JSON array of records, in id order (a subquery). */
@@ -748,4 +788,22 @@ export class PostgresStore implements Store {
       }
     }
   }
+}
+
+/**
+ * The records of a task's subtasks from its kept shape and their states, in id order; undefined
+ * when the states do not match the shape (a shape kept from a task of other subtasks).
+ */
+function fromStates(
+  shape: TaskShape,
+  states: readonly SubtaskStateRow[],
+): SubtaskRecord[] | undefined {
+  if (states.length !== shape.count) return undefined;
+  const records = new Array<SubtaskRecord>(states.length);
+  for (let i = 0; i < states.length; i++) {
+    const subtask = shape.subtask(i);
+    if (subtask === undefined) return undefined;
+    records[i] = toSubtaskRecord(subtask, states[i] as SubtaskStateRow);
+  }
+  return records;
 }

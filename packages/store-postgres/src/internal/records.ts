@@ -1,4 +1,11 @@
-import type { Claim, ContextDelta, SubtaskLayout, SubtaskRecord, TaskRecord } from '@dagops/engine';
+import type {
+  Claim,
+  ContextDelta,
+  ErrorInfo,
+  SubtaskLayout,
+  SubtaskRecord,
+  TaskRecord,
+} from '@dagops/engine';
 
 /** A task row as `row_to_json` renders it. */
 export interface TaskRow {
@@ -177,6 +184,53 @@ export function toClaim(row: ClaimRow, shape: TaskShape): Claim {
     upstreamOutputs: single === undefined ? (outputs ?? NO_OUTPUTS) : NO_OUTPUTS,
     output: output ?? undefined,
   };
+}
+
+/**
+ * SQL rendering what changes of a subtask row `x`, as {@link SubtaskStateRow}: with the task's
+ * shape at hand, a read of a task's subtasks needs no more (a 10,000-host batch stop's
+ * records, barriers' lists of 10,000 ids included, cost ~0.5 s of database time as JSON).
+ */
+export const SUBTASK_STATE_SQL =
+  'json_build_array(x.status, x.operation, x.run_time, x.start_time, x.end_time, x.executor, x.error)';
+
+/** What changes of a subtask, as {@link SUBTASK_STATE_SQL} renders it. */
+export type SubtaskStateRow = readonly [
+  status: SubtaskRecord['status'],
+  operation: SubtaskRecord['operation'],
+  runTime: number,
+  startTime: number | null,
+  endTime: number | null,
+  executor: string | null,
+  error: ErrorInfo | null,
+];
+
+/** The record of a subtask from its shape and its state (nulls left out, as the SQL does). */
+export function toSubtaskRecord(s: SubtaskShape, state: SubtaskStateRow): SubtaskRecord {
+  const [status, operation, runTime, startTime, endTime, executor, error] = state;
+  const record: SubtaskRecord = {
+    id: s.id,
+    taskId: s.taskId,
+    nodeKey: s.nodeKey,
+    seriesId: s.seriesId,
+    parallelIdx: s.parallelIdx,
+    className: s.className,
+    name: s.name,
+    description: s.description,
+    nodeType: s.nodeType,
+    timeout: s.timeout,
+    prohibitRollback: s.prohibitRollback,
+    upstreams: s.upstreams,
+    downstreams: s.downstreams,
+    status,
+    operation,
+    runTime,
+  };
+  if (startTime !== null) record.startTime = startTime;
+  if (endTime !== null) record.endTime = endTime;
+  if (executor !== null) record.executor = executor;
+  if (error !== null) record.error = error;
+  return record;
 }
 
 /** SQL rendering one subtask row `x` as a {@link SubtaskRecord} (nulls left out). */
