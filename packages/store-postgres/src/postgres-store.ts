@@ -685,9 +685,10 @@ export class PostgresStore implements Store {
    * submitting engine's, for the head) has been answered, or after {@link CLAIM_WAIT_MS} when
    * none comes: PGlite runs one statement at a time, and a claim queued behind the rest would
    * wait for all of it. Without `waitForClaim` (the head was claimed in the save's
-   * transaction), on the next turn of the event loop, once the claimed head has started. Saved from its `layout`, the rest is written `restChunkSubtasks` at
-   * a time (migration 009), each chunk claimable once written; otherwise in one transaction.
-   * Should it fail, the next reaper pass of any store writes it.
+   * transaction), on the next turn of the event loop, once the claimed head has started. Saved
+   * from its `layout`, the rest is written `restChunkSubtasks` at a time (migration 009), each
+   * chunk claimable once written; otherwise in one transaction. Should it fail, the next reaper
+   * pass of any store writes it.
    */
   private materializeSoon(
     taskId: number,
