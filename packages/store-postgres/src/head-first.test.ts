@@ -395,18 +395,20 @@ describe.each([
   ['a PGlite directory', 'pglite', true],
   ['PostgreSQL', 'postgres', reachable],
 ] as const)('a submitter killed between its two transactions, on %s', (_, kind, runs) => {
-  it.runIf(runs)('leaves the rest to the next store, whose reaper pass writes it', async () => {
-    let where: string;
-    let schema: string | undefined;
+  /** Where a fresh store lives: a new PGlite directory, or a new schema on PostgreSQL. */
+  async function freshStore(): Promise<{ where: string; schema: string | undefined }> {
     if (kind === 'pglite') {
       const dir = await mkdtemp(join(tmpdir(), 'dagops-head-'));
       onTestFinished(() => rm(dir, { recursive: true, force: true }));
-      where = `pglite:${dir}`;
-    } else {
-      schema = freshSchema('dagops_head');
-      onTestFinished(() => dropSchema(schema as string));
-      where = TEST_DATABASE_URL;
+      return { where: `pglite:${dir}`, schema: undefined };
     }
+    const schema = freshSchema('dagops_head');
+    onTestFinished(() => dropSchema(schema));
+    return { where: TEST_DATABASE_URL, schema };
+  }
+
+  it.runIf(runs)('leaves the rest to the next store, whose reaper pass writes it', async () => {
+    const { where, schema } = await freshStore();
     // Saves the task with a head of 4, is held before writing the rest, and is killed -9.
     const submitter = startSubmitter(where, schema ?? 'dagops', HOSTS, 4);
     const taskId = await submitter.saved;
@@ -423,17 +425,7 @@ describe.each([
   it.runIf(runs)(
     'killed between two chunks of the rest: the reaper writes what is left',
     async () => {
-      let where: string;
-      let schema: string | undefined;
-      if (kind === 'pglite') {
-        const dir = await mkdtemp(join(tmpdir(), 'dagops-head-'));
-        onTestFinished(() => rm(dir, { recursive: true, force: true }));
-        where = `pglite:${dir}`;
-      } else {
-        schema = freshSchema('dagops_head');
-        onTestFinished(() => dropSchema(schema as string));
-        where = TEST_DATABASE_URL;
-      }
+      const { where, schema } = await freshStore();
       // A head of 4 and one chunk of 5 written; held before the second chunk, killed -9.
       const submitter = startSubmitter(where, schema ?? 'dagops', HOSTS, 4, {
         size: 5,

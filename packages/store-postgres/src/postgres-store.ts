@@ -300,54 +300,51 @@ export class PostgresStore implements Store {
     if (!isId(taskId)) return [];
     const shape = this.shapes.get(taskId);
     if (shape) {
-      const { rows } = await this.whole(taskId, () =>
-        this.driver.query<{ s: SubtaskStateRow[]; partial: boolean }>(
-          `SELECT ${this.subtaskStatesSql()} AS s, ${this.partialSql()} AS partial
-           FROM ${this.schema}.tasks t WHERE t.id = $1`,
-          [taskId],
-        ),
-      );
-      const records = rows[0] && fromStates(shape, rows[0].s);
+      const states = await this.subtasksWith<SubtaskStateRow[]>(taskId, this.subtaskStatesSql());
+      const records = states && fromStates(shape, states);
       if (records) return records;
     }
-    const { rows } = await this.whole(taskId, () =>
-      this.driver.query<{ s: SubtaskRecord[]; partial: boolean }>(
-        `SELECT ${this.subtasksOfTaskSql()} AS s, ${this.partialSql()} AS partial
-         FROM ${this.schema}.tasks t WHERE t.id = $1`,
-        [taskId],
-      ),
-    );
-    return rows[0]?.s ?? [];
+    return (await this.subtasksWith<SubtaskRecord[]>(taskId, this.subtasksOfTaskSql())) ?? [];
   }
 
   async readTask(taskId: number): Promise<TaskSnapshot | undefined> {
     if (!isId(taskId)) return undefined;
     const shape = this.shapes.get(taskId);
     if (shape) {
-      const { rows } = await this.whole(taskId, () =>
-        this.driver.query<{ t: TaskRow; s: SubtaskStateRow[]; partial: boolean }>(
-          `SELECT row_to_json(t) AS t, ${this.subtaskStatesSql()} AS s,
-             ${this.partialSql()} AS partial
-           FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
-                 WHERE id = $1) t`,
-          [taskId],
-        ),
-      );
-      const row = rows[0];
+      const row = await this.taskWith<SubtaskStateRow[]>(taskId, this.subtaskStatesSql());
       const subtasks = row && fromStates(shape, row.s);
       if (row && subtasks) return { task: toTaskRecord(row.t), subtasks };
     }
+    const row = await this.taskWith<SubtaskRecord[]>(taskId, this.subtasksOfTaskSql());
+    return row ? { task: toTaskRecord(row.t), subtasks: row.s } : undefined;
+  }
+
+  /** The subtasks of a task as `subtasks` (a subquery on its row `t`) renders them, whole. */
+  private async subtasksWith<S>(taskId: number, subtasks: string): Promise<S | undefined> {
     const { rows } = await this.whole(taskId, () =>
-      this.driver.query<{ t: TaskRow; s: SubtaskRecord[]; partial: boolean }>(
-        `SELECT row_to_json(t) AS t, ${this.subtasksOfTaskSql()} AS s,
-           ${this.partialSql()} AS partial
+      this.driver.query<{ s: S; partial: boolean }>(
+        `SELECT ${subtasks} AS s, ${this.partialSql()} AS partial
+         FROM ${this.schema}.tasks t WHERE t.id = $1`,
+        [taskId],
+      ),
+    );
+    return rows[0]?.s;
+  }
+
+  /** A task's row and its subtasks as `subtasks` (a subquery on the row `t`) renders them. */
+  private async taskWith<S>(
+    taskId: number,
+    subtasks: string,
+  ): Promise<{ t: TaskRow; s: S } | undefined> {
+    const { rows } = await this.whole(taskId, () =>
+      this.driver.query<{ t: TaskRow; s: S; partial: boolean }>(
+        `SELECT row_to_json(t) AS t, ${subtasks} AS s, ${this.partialSql()} AS partial
          FROM (SELECT ${TASK_COLUMNS}, first_subtask_id, subtask_count FROM ${this.schema}.tasks
                WHERE id = $1) t`,
         [taskId],
       ),
     );
-    const row = rows[0];
-    return row ? { task: toTaskRecord(row.t), subtasks: row.s } : undefined;
+    return rows[0];
   }
 
   async getSubtaskContexts(

@@ -154,26 +154,7 @@ export function toClaim(row: ClaimRow, shape: TaskShape): Claim {
   const [id, , runTime, attempt, status, operation, startTime, executor, input, outputs, output] =
     row;
   const s = shape.subtask(id - shape.firstId) as SubtaskShape;
-  const subtask: SubtaskRecord = {
-    id,
-    taskId: s.taskId,
-    nodeKey: s.nodeKey,
-    seriesId: s.seriesId,
-    parallelIdx: s.parallelIdx,
-    className: s.className,
-    name: s.name,
-    description: s.description,
-    nodeType: s.nodeType,
-    timeout: s.timeout,
-    prohibitRollback: s.prohibitRollback,
-    upstreams: s.upstreams,
-    downstreams: s.downstreams,
-    status,
-    operation,
-    runTime,
-  };
-  if (startTime !== null) subtask.startTime = startTime;
-  if (executor !== null) subtask.executor = executor;
+  const subtask = toSubtaskRecord(s, [status, operation, runTime, startTime, null, executor, null]);
   // Equal outputs were merged by the store: one left is the input as it is.
   const single = outputs?.length === 1 ? outputs[0] : undefined;
   return {
