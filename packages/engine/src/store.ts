@@ -195,7 +195,10 @@ export interface Store {
   /**
    * Turns up to `limit` READY subtasks RUNNING, fairly across tasks, never more RUNNING per task
    * than its concurrency, and never a subtask of a task that is not RUNNING or has a subtask
-   * that failed for good.
+   * that failed for good. On a store that answers with promises, an engine asks for a claim as
+   * soon as it has handed over a success ({@link completeAttempt}), before that is answered:
+   * such a store should apply the two in the order they were called (PostgresStore puts them in
+   * one transaction, the end first), or the claim may miss what the end makes READY.
    */
   claimReady(request: ClaimRequest): MaybePromise<Claim[]>;
   /** RUNNING → SUCCESSFUL; saves input and output; unblocks downstreams; may finish the task. */
