@@ -16,6 +16,7 @@ import {
   TaskStatus,
   type Claim,
   type ExpandedTask,
+  type SubtaskRecord,
 } from '@dagops/engine';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,7 @@ import {
   TEST_DATABASE_URL,
 } from './test-support/databases.js';
 import { startSubmitter } from './test-support/processes.js';
+import { shapeFieldsOf } from './test-support/template-arbitraries.js';
 
 const reachable = await postgresReachable();
 const HOSTS = 10;
@@ -251,6 +253,67 @@ describe.each([
       const after = await drain(store, expanded, succeeded);
       expect([...early, ...after].sort((a, b) => a - b)).toEqual(ids);
       expect((await store.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
+    },
+  );
+
+  // Another engine claims from the head in the window: it reads every subtask's shape from the
+  // rest as saved, and neither writes the rest's rows (materialize would take the task's lock
+  // from every engine's steps) nor waits for them.
+  it.runIf(runs).each(['runs', 'plain arrays'] as const)(
+    'another store claims the head in the window, with shapes read from the rest as %s',
+    async (form) => {
+      const database = await openDatabase();
+      const inner = await database.driver();
+      const hold = holdingQueries(inner, '.write_rest(');
+      const options = {
+        ...(database.schema && { schema: database.schema }),
+        headSubtasks: 4,
+        restChunkSubtasks: 5,
+      };
+      const submitter = await PostgresStore.open(hold.driver, options);
+      const other = await PostgresStore.open(await database.driver(), options);
+      onTestFinished(async () => {
+        hold.release();
+        await other.close();
+        await submitter.close();
+      });
+      const schema = submitter.schemaName;
+      const expanded = await expandTask(submitter, batchStopTemplate(100), {
+        listMap: { host_ids: hostIds(HOSTS) },
+      });
+      await submitter.insertTask(expanded, { actor: 'test', now: Date.now() });
+      const taskId = expanded.task.id;
+      const records = expanded.subtasks;
+      if (form === 'plain arrays') {
+        await inner.query(`UPDATE ${schema}.task_rest SET rest = $2::json WHERE task_id = $1`, [
+          taskId,
+          JSON.stringify(toSubtaskArrays(records, records[0]?.id as number)),
+        ]);
+      }
+      const claims = await other.claimReady({ executor: 'e1', limit: 100, now: Date.now() });
+      expect(claims.map((c) => c.subtask.id)).toEqual(records.slice(0, 4).map((s) => s.id));
+      for (const c of claims) {
+        const record = records[c.subtask.id - (records[0]?.id as number)];
+        expect(shapeFieldsOf(c.subtask)).toEqual(shapeFieldsOf(record as SubtaskRecord));
+        expect(c.subtask.status).toBe(SubtaskStatus.RUNNING);
+        expect(c.subtask.executor).toBe('e1');
+      }
+      // The rest is as it was: the submitter's first chunk held, nothing else written.
+      expect(await rowsOf(inner, schema, taskId)).toEqual({ subtasks: 4, rests: 1 });
+
+      const succeeded = new Set<number>();
+      for (const c of claims) {
+        const fence = { taskId, subtaskId: c.subtask.id, runTime: 1, executor: 'e1' };
+        await other.completeAttempt(fence, { input: {}, output: {}, now: Date.now() });
+        succeeded.add(c.subtask.id);
+      }
+      hold.release();
+      await submitter.restsWritten();
+      // The rest claimed by the other store, its records from the shape it read in the window.
+      const after = await drain(other, expanded, succeeded);
+      expect([...succeeded].sort((a, b) => a - b)).toEqual(records.map((s) => s.id));
+      expect(after).toHaveLength(SUBTASKS - 4);
+      expect((await other.getTask(taskId))?.status).toBe(TaskStatus.SUCCESSFUL);
     },
   );
 });

@@ -5,69 +5,12 @@
  * database makes of those arrays and runs is subtask-arrays.test.ts's and subtask-runs.test.ts's.)
  * And plainArrays, a chunk of the rest alone: for any range, the records of that range.
  */
-import { expandTemplate, validateTemplate, type Template, type TemplateNode } from '@dagops/engine';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { batchStopTemplate, hostIds } from '../test-support/databases.js';
+import { expand, listsArb, templateArb } from '../test-support/template-arbitraries.js';
 import { encodeLayout, plainArrays } from './layout-encoding.js';
 import { encodeSubtasks } from './subtask-arrays.js';
-
-const LISTS = ['a', 'b'] as const;
-
-/** Acyclic templates: edges go forward in node order; split→split only over one list. */
-const templateArb: fc.Arbitrary<Template> = fc
-  .array(
-    fc.record({
-      split: fc.constantFrom(undefined, ...LISTS),
-      method: fc.constantFrom(undefined, 'PARALLEL' as const, 'SERIAL' as const),
-      className: fc.constantFrom('x.Prepare', 'x.Stop'),
-      timeout: fc.constantFrom(1, 60, 0.5),
-      description: fc.option(fc.constantFrom('d', 'e'), { nil: undefined }),
-      prohibitRollback: fc.option(fc.boolean(), { nil: undefined }),
-    }),
-    { minLength: 1, maxLength: 6 },
-  )
-  .chain((specs) => {
-    const nodes = specs.map((spec, i): TemplateNode => ({
-      key: `n${i}`,
-      name: `node ${i % 3}`,
-      className: spec.className,
-      timeout: spec.timeout,
-      ...(spec.description === undefined ? {} : { description: spec.description }),
-      ...(spec.prohibitRollback === undefined ? {} : { prohibitRollback: spec.prohibitRollback }),
-      ...(spec.split === undefined ? {} : { splitKey: spec.split }),
-      ...(spec.split === undefined || spec.method === undefined
-        ? {}
-        : { splitMethod: spec.method }),
-    }));
-    const pairs: { from: string; to: string }[] = [];
-    nodes.forEach((from, i) =>
-      nodes.slice(i + 1).forEach((to) => {
-        const joinable =
-          from.splitKey === undefined || to.splitKey === undefined || from.splitKey === to.splitKey;
-        if (joinable) pairs.push({ from: from.key, to: to.key });
-      }),
-    );
-    return fc.subarray(pairs).map((edges): Template => ({ name: 'random', nodes, edges }));
-  });
-
-const listsArb = fc.record({
-  a: fc.array(fc.constant('1'), { minLength: 1, maxLength: 12 }),
-  b: fc.array(fc.constant('2'), { minLength: 1, maxLength: 12 }),
-});
-
-function expand(template: Template, listMap: Record<string, string[]>, firstId: number) {
-  return expandTemplate(
-    validateTemplate(template),
-    { listMap },
-    {
-      ids: { nextTaskId: () => 7, reserveSubtaskIds: () => firstId },
-      creator: 'test',
-      executor: 'test',
-      now: 0,
-    },
-  );
-}
 
 describe('encodeLayout', () => {
   it('encodes a fresh expansion as encodeSubtasks encodes its records', () => {
