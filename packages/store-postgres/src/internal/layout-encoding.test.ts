@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { batchStopTemplate, hostIds } from '../test-support/databases.js';
-import { expand, listsArb, templateArb } from '../test-support/template-arbitraries.js';
+import { expand, firstIdArb, listsArb, templateArb } from '../test-support/template-arbitraries.js';
 import { encodeLayout, plainArrays } from './layout-encoding.js';
 import { encodeSubtasks } from './subtask-arrays.js';
 
@@ -18,7 +18,7 @@ describe('encodeLayout', () => {
       fc.property(
         templateArb,
         listsArb,
-        fc.integer({ min: 1, max: 2 ** 40 }),
+        firstIdArb,
         fc.nat(80),
         (template, listMap, firstId, head) => {
           const { layout, subtasks } = expand(template, listMap, firstId);
@@ -53,7 +53,7 @@ describe('plainArrays', () => {
       fc.property(
         templateArb,
         listsArb,
-        fc.integer({ min: 1, max: 2 ** 40 }),
+        firstIdArb,
         fc.nat(),
         fc.nat(),
         (template, listMap, firstId, a, b) => {

@@ -10,7 +10,7 @@ import type { RestOfTask, Runs } from './subtask-runs.js';
 export type SavedRest = RestOfTask | SubtaskArrays;
 
 /** The integers of `runs`, in order (as the `from_runs` SQL function gives them). */
-export function fromRuns(runs: Runs): Float64Array {
+function fromRuns(runs: Runs): Float64Array {
   let length = 0;
   for (const n of runs.n) length += n;
   const values = new Float64Array(length);

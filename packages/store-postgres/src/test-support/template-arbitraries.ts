@@ -54,6 +54,9 @@ export const templateArb: fc.Arbitrary<Template> = fc
     return fc.subarray(pairs).map((edges): Template => ({ name: 'random', nodes, edges }));
   });
 
+/** A first subtask id: any id up to 2^40, so ids past 32 bits come up. */
+export const firstIdArb = fc.integer({ min: 1, max: 2 ** 40 });
+
 /** Lists `a` and `b` of 1 to 12 elements. */
 export const listsArb = fc.record({
   a: fc.array(fc.constant('1'), { minLength: 1, maxLength: 12 }),
