@@ -9,8 +9,11 @@
  * hosts to warm up (2: a small one; the measured size: as an engine that has run one before),
  * prints `ready`, and waits for a line on stdin: `go` (the `submit` worker then submits the
  * batch stop and prints `task <id>`) or `go <id>` (a joining worker). Exits once the task has
- * finished, printing one JSON line: {status, submitAt, firstStartAt, finishedAt, executions}
- * (epoch ms with sub-ms precision; firstStartAt is this engine's first start of that task).
+ * finished, printing one JSON line: {status, submitAt, firstStartAt, ended, finishedAt,
+ * executions, cpuMs} (epoch ms with sub-ms precision; firstStartAt is this engine's first start
+ * of that task; ended, [taskId, at] for each task whose last transition this engine made after
+ * `go`, at its `task.finished` event; finishedAt, when `waitForTask` answered, which reads the
+ * whole task after it ended; cpuMs, this process's CPU from `go` to finishedAt).
  */
 import { createInterface } from 'node:readline';
 import { AgentClassName, batchStopAgentTemplate } from '@dagops/definitions';
@@ -70,6 +73,9 @@ process.stdout.write('ready\n');
 const lines = createInterface({ input: process.stdin });
 const go = await new Promise<string>((resolve) => lines.once('line', resolve));
 const cpuAtGo = process.cpuUsage();
+/** Tasks this engine finished (its step made their last transition), and when it learned it. */
+const ended: [number, number][] = [];
+engine.on('task.finished', ({ taskId: id }) => ended.push([id, clock()]));
 let submitAt: number | undefined;
 let taskId = Number(go.split(' ')[1]); // a joining engine is told the task's id
 if (role === 'submit') {
@@ -92,5 +98,5 @@ lines.close();
 await engine.close();
 await store.close();
 process.stdout.write(
-  `${JSON.stringify({ status: done.status, submitAt, firstStartAt, finishedAt, executions, cpuMs })}\n`,
+  `${JSON.stringify({ status: done.status, submitAt, firstStartAt, ended, finishedAt, executions, cpuMs })}\n`,
 );

@@ -2,7 +2,10 @@
  * `pnpm bench:store`: no-op handlers, batch stop over 1,000 and 10,000 hosts (3,002 and 30,002
  * subtasks), on PGlite (one engine) and on PostgreSQL with 1, 2 and 3 engine processes. Each
  * run uses fresh processes and a fresh schema (or PGlite directory); figures are medians of
- * RUNS runs. Prints subtasks/s, submit → first subtask start, and end-to-end time; then
+ * RUNS runs. Prints subtasks/s, submit → first subtask start, and end-to-end time (submit → the
+ * commit of the task's last transition, as the engine that made it learns; `waitForTask` then
+ * reads the whole task, printed apart as "then read"), the engines' CPU and the machine's busy
+ * cores (`/proc/stat`, every process of the machine: the database's included); then
  * graphile-worker processing the same number of no-op jobs on the same database with the same
  * concurrency, as the reference, and the ratio. The last line is a JSON object.
  *
@@ -26,8 +29,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +51,8 @@ interface WorkerResult {
   status: string;
   submitAt?: number;
   firstStartAt?: number;
+  /** [taskId, at]: the tasks this engine finished after `go`, when its step told it so. */
+  ended: [number, number][];
   finishedAt: number;
   executions: number;
   cpuMs: number;
@@ -60,6 +65,23 @@ interface Run {
   shares: number[];
   /** CPU time of the engine processes from `go` to the end, ms. */
   engineCpuMs: number;
+  /** From the task's end to the last `waitForTask` answer (a read of the whole task), ms. */
+  readAfterEndMs: number;
+  /** Cores of this machine busy from `go` to the last answer (`/proc/stat`), or NaN. */
+  machineCores: number;
+}
+
+/** Busy and total time of all cores from `/proc/stat` (Linux), or undefined elsewhere. */
+async function cpuTimes(): Promise<{ busy: number; total: number } | undefined> {
+  const line = await readFile('/proc/stat', 'utf8').then(
+    (text) => text.split('\n', 1)[0],
+    () => undefined,
+  );
+  if (!line?.startsWith('cpu ')) return undefined;
+  // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle ones.
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  return { busy: total - (ticks[3] ?? 0) - (ticks[4] ?? 0), total };
 }
 
 function spawnTsx(script: string, args: string[]) {
@@ -114,6 +136,7 @@ async function runCase(
   });
   // Engines that join one at a time, so that migrations and LISTEN are in place for all.
   await Promise.all(ready);
+  const cpuAtGo = await cpuTimes();
   if (apart) for (const child of workers) child.stdin.write('go\n');
   else {
     workers[0]?.stdin.write('go\n');
@@ -121,6 +144,7 @@ async function runCase(
     for (const child of workers.slice(1)) child.stdin.write(`go ${id}\n`);
   }
   const done = await Promise.all(results);
+  const cpuAtEnd = await cpuTimes();
   for (const child of workers) child.stdin.end();
   if (dir) await rm(dir, { recursive: true, force: true });
   else {
@@ -131,16 +155,31 @@ async function runCase(
   }
   const submitAt = Math.min(...done.map((r) => r.submitAt ?? Infinity));
   const firstStart = Math.min(...done.map((r) => r.firstStartAt ?? Infinity));
-  const finished = Math.max(...done.map((r) => r.finishedAt));
   if (done.some((r) => r.status !== 'SUCCESSFUL')) throw new Error('a task did not succeed');
-  const subtasks = (apart ? engines : 1) * (3 * hosts + 2);
-  const endToEndMs = finished - submitAt;
+  // The run ends when the last measured task's last transition is committed, as the engine that
+  // made it learns; waitForTask then reads the whole task, which bench:read measures.
+  const ended = done.flatMap((r) => r.ended);
+  const tasks = apart ? engines : 1;
+  if (new Set(ended.map(([id]) => id)).size !== tasks || ended.length !== tasks) {
+    throw new Error(
+      `expected ${tasks} task(s) ended once each, engines told ${JSON.stringify(ended)}`,
+    );
+  }
+  const end = Math.max(...ended.map(([, at]) => at));
+  const subtasks = tasks * (3 * hosts + 2);
+  const endToEndMs = end - submitAt;
+  const cores = availableParallelism();
   return {
     subtasksPerSec: subtasks / (endToEndMs / 1000),
     firstStartMs: firstStart - submitAt,
     endToEndMs,
     shares: done.map((r) => r.executions),
     engineCpuMs: done.reduce((sum, r) => sum + r.cpuMs, 0),
+    readAfterEndMs: Math.max(...done.map((r) => r.finishedAt)) - end,
+    machineCores:
+      cpuAtGo && cpuAtEnd
+        ? (cores * (cpuAtEnd.busy - cpuAtGo.busy)) / (cpuAtEnd.total - cpuAtGo.total)
+        : NaN,
   };
 }
 
@@ -174,7 +213,14 @@ console.log(
 );
 const summary: Record<
   string,
-  { subtasksPerSec: number; firstStartMs: number; endToEndMs: number; engineCpuMs: number }
+  {
+    subtasksPerSec: number;
+    firstStartMs: number;
+    endToEndMs: number;
+    engineCpuMs: number;
+    readAfterEndMs: number;
+    machineCores: number;
+  }
 > = {};
 for (const name of CASES) {
   const [kind = 'pg', enginesArg = '1', hostsArg = '1000', ...modes] = name.split(':');
@@ -202,11 +248,13 @@ for (const name of CASES) {
     firstStartMs: median(runs.map((r) => r.firstStartMs)),
     endToEndMs: median(runs.map((r) => r.endToEndMs)),
     engineCpuMs: median(runs.map((r) => r.engineCpuMs)),
+    readAfterEndMs: median(runs.map((r) => r.readAfterEndMs)),
+    machineCores: median(runs.map((r) => r.machineCores)),
   };
   summary[name] = row;
   const shares = runs.at(-1)?.shares.join('/') ?? '';
   console.log(
-    `${name.padEnd(20)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  engine CPU ${fmt(row.engineCpuMs).padStart(6)} ms  (executions per engine, last run: ${shares})`,
+    `${name.padEnd(20)} ${fmt(row.subtasksPerSec).padStart(7)} subtasks/s  first start ${row.firstStartMs.toFixed(1).padStart(6)} ms  end-to-end ${fmt(row.endToEndMs).padStart(6)} ms  engine CPU ${fmt(row.engineCpuMs).padStart(6)} ms  machine ${row.machineCores.toFixed(2)} cores  then read ${fmt(row.readAfterEndMs)} ms  (executions per engine, last run: ${shares})`,
   );
 }
 
