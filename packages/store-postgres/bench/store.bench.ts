@@ -30,7 +30,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -71,17 +71,22 @@ interface Run {
   machineCores: number;
 }
 
-/** Busy and total time of all cores from `/proc/stat` (Linux), or undefined elsewhere. */
-async function cpuTimes(): Promise<{ busy: number; total: number } | undefined> {
-  const line = await readFile('/proc/stat', 'utf8').then(
-    (text) => text.split('\n', 1)[0],
-    () => undefined,
+/**
+ * Busy and total time of all cores from `/proc/stat` (Linux), and how many cores it counts
+ * (its `cpuN` lines); undefined elsewhere.
+ */
+async function cpuTimes(): Promise<{ busy: number; total: number; cores: number } | undefined> {
+  const lines = await readFile('/proc/stat', 'utf8').then(
+    (text) => text.split('\n'),
+    () => [],
   );
+  const line = lines[0];
   if (!line?.startsWith('cpu ')) return undefined;
   // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle ones.
   const ticks = line.trim().split(/\s+/).slice(1).map(Number);
   const total = ticks.reduce((sum, t) => sum + t, 0);
-  return { busy: total - (ticks[3] ?? 0) - (ticks[4] ?? 0), total };
+  const cores = lines.filter((l) => /^cpu\d+ /.test(l)).length;
+  return { busy: total - (ticks[3] ?? 0) - (ticks[4] ?? 0), total, cores };
 }
 
 function spawnTsx(script: string, args: string[]) {
@@ -168,7 +173,6 @@ async function runCase(
   const end = Math.max(...ended.map(([, at]) => at));
   const subtasks = tasks * (3 * hosts + 2);
   const endToEndMs = end - submitAt;
-  const cores = availableParallelism();
   return {
     subtasksPerSec: subtasks / (endToEndMs / 1000),
     firstStartMs: firstStart - submitAt,
@@ -178,7 +182,7 @@ async function runCase(
     readAfterEndMs: Math.max(...done.map((r) => r.finishedAt)) - end,
     machineCores:
       cpuAtGo && cpuAtEnd
-        ? (cores * (cpuAtEnd.busy - cpuAtGo.busy)) / (cpuAtEnd.total - cpuAtGo.total)
+        ? (cpuAtEnd.cores * (cpuAtEnd.busy - cpuAtGo.busy)) / (cpuAtEnd.total - cpuAtGo.total)
         : NaN,
   };
 }
