@@ -27,6 +27,7 @@ import { createPgliteDriver } from './pglite-driver.js';
 import { PostgresStore } from './postgres-store.js';
 import { toSubtaskArrays } from './internal/subtask-arrays.js';
 import type { SqlDriver } from './sql-driver.js';
+import type { PostgresStoreOptions } from './store-options.js';
 import {
   BATCH_STOP_CLASSES,
   batchStopTemplate,
@@ -77,6 +78,24 @@ async function rowsOf(driver: SqlDriver, schema: string, taskId: number) {
     [taskId],
   );
   return rows[0] as { subtasks: number; rests: number };
+}
+
+/**
+ * Two stores on `database`: a submitter whose `write_rest` calls are held until
+ * `hold.release()`, and another store; both closed when the test finishes (held writes released
+ * first). `inner` is the submitter's driver past the hold.
+ */
+async function heldSubmitterAndOther(database: Database, options: PostgresStoreOptions) {
+  const inner = await database.driver();
+  const hold = holdingQueries(inner, '.write_rest(');
+  const submitter = await PostgresStore.open(hold.driver, options);
+  const other = await PostgresStore.open(await database.driver(), options);
+  onTestFinished(async () => {
+    hold.release();
+    await other.close();
+    await submitter.close();
+  });
+  return { inner, hold, submitter, other, schema: submitter.schemaName };
 }
 
 /**
@@ -263,21 +282,11 @@ describe.each([
     'another store claims the head in the window, with shapes read from the rest as %s',
     async (form) => {
       const database = await openDatabase();
-      const inner = await database.driver();
-      const hold = holdingQueries(inner, '.write_rest(');
-      const options = {
+      const { inner, hold, submitter, other, schema } = await heldSubmitterAndOther(database, {
         ...(database.schema && { schema: database.schema }),
         headSubtasks: 4,
         restChunkSubtasks: 5,
-      };
-      const submitter = await PostgresStore.open(hold.driver, options);
-      const other = await PostgresStore.open(await database.driver(), options);
-      onTestFinished(async () => {
-        hold.release();
-        await other.close();
-        await submitter.close();
       });
-      const schema = submitter.schemaName;
       const expanded = await expandTask(submitter, batchStopTemplate(100), {
         listMap: { host_ids: hostIds(HOSTS) },
       });
@@ -386,18 +395,16 @@ describe.each([
 ] as const)('a rest that cannot be written, on %s', (_, openDatabase, runs) => {
   it.runIf(runs)('is an error, left in place, and does not stop the reaper', async () => {
     const database = await openDatabase();
-    const inner = await database.driver();
     // The submitter writes the rests of tasks it saved from their layouts with write_rest.
-    const hold = holdingQueries(inner, '.write_rest(');
-    const options = { ...(database.schema && { schema: database.schema }), headSubtasks: 4 };
-    const submitter = await PostgresStore.open(hold.driver, options);
-    const reaper = await PostgresStore.open(await database.driver(), options);
-    onTestFinished(async () => {
-      hold.release();
-      await submitter.close();
-      await reaper.close();
+    const {
+      inner,
+      submitter,
+      other: reaper,
+      schema,
+    } = await heldSubmitterAndOther(database, {
+      ...(database.schema && { schema: database.schema }),
+      headSubtasks: 4,
     });
-    const schema = submitter.schemaName;
     const args = { listMap: { host_ids: hostIds(HOSTS) } };
     const bad = (await insertTask(submitter, batchStopTemplate(), args)).task.id;
     const good = (await insertTask(submitter, batchStopTemplate(), args)).task.id;
