@@ -8,6 +8,7 @@ import { migration006 } from './migrations/006-rest-as-runs.js';
 import { migration007 } from './migrations/007-paced-work-notices.js';
 import { migration008 } from './migrations/008-save-and-claim.js';
 import { migration009 } from './migrations/009-rest-in-chunks.js';
+import { migration010 } from './migrations/010-lock-tasks-last.js';
 
 /** One step of the schema: applied once, in version order, never edited once released. */
 export interface Migration {
@@ -30,6 +31,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration007,
   migration008,
   migration009,
+  migration010,
 ];
 
 /** Advisory lock key (first half) under which migrations are applied. */
