@@ -17,6 +17,7 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createPgDriver } from './pg-driver.js';
 import { PostgresStore } from './postgres-store.js';
+import type { SqlDriver } from './sql-driver.js';
 import type { PostgresStoreOptions } from './store-options.js';
 import {
   BATCH_STOP_CLASSES,
@@ -55,29 +56,51 @@ async function waitingForLock(needle: string, event?: string): Promise<number> {
   return n;
 }
 
+// Cleanups run last registered first: engines close before their stores, stores and
+// connections before their schema is dropped.
+
+/** A fresh schema, dropped when the test ends. */
+function schemaForTest(): string {
+  const schema = freshSchema();
+  onTestFinished(() => dropSchema(schema));
+  return schema;
+}
+
+/** A store on `schema` through `driver`, closed when the test ends. */
+async function storeOn(
+  driver: SqlDriver,
+  schema: string,
+  options: PostgresStoreOptions = {},
+): Promise<PostgresStore> {
+  const store = await PostgresStore.open(driver, { schema, ...options });
+  onTestFinished(() => store.close());
+  return store;
+}
+
+/** A connection of its own, for a transaction held open by hand; ended when the test ends. */
+async function connection(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  await client.connect();
+  onTestFinished(() => client.end());
+  return client;
+}
+
 /** `count` engines, each on a store of its own (its own pool), on one fresh schema. */
 async function enginesOn(
   count: number,
   handlers: HandlerRegistry,
   options: PostgresStoreOptions = {},
 ): Promise<Setup> {
-  const schema = freshSchema();
+  const schema = schemaForTest();
   const errors: unknown[] = [];
   const logger = { error: (...args: unknown[]) => errors.push(args), warn: () => {} };
-  const stores: PostgresStore[] = [];
   const engines: Engine[] = [];
   for (let i = 0; i < count; i++) {
-    const store = await PostgresStore.open(createPgDriver(TEST_DATABASE_URL), {
-      schema,
-      ...options,
-    });
-    stores.push(store);
+    const store = await storeOn(createPgDriver(TEST_DATABASE_URL), schema, options);
     engines.push(new Engine({ store, handlers, executor: `e${i}`, concurrency: 16, logger }));
   }
   onTestFinished(async () => {
     for (const engine of engines) await engine.close();
-    for (const store of stores) await store.close();
-    await dropSchema(schema);
   });
   return { schema, engines, errors };
 }
@@ -246,15 +269,8 @@ describe.skipIf(!reachable)('steps of three engines on one task, on PostgreSQL',
   });
 
   it('puts back a claim made while a failure was being committed, as the subtask was', async () => {
-    const schema = freshSchema();
-    const store = await PostgresStore.open(createPgDriver(TEST_DATABASE_URL), {
-      schema,
-      headSubtasks: 0,
-    });
-    onTestFinished(async () => {
-      await store.close();
-      await dropSchema(schema);
-    });
+    const schema = schemaForTest();
+    const store = await storeOn(createPgDriver(TEST_DATABASE_URL), schema, { headSubtasks: 0 });
     const expanded = await insertTask(store, noRetries(8), { listMap: { host_ids: hostIds(6) } });
     const taskId = expanded.task.id;
     const [first] = await store.claimReady({ executor: 'a', limit: 1, now: Date.now() });
@@ -267,14 +283,8 @@ describe.skipIf(!reachable)('steps of three engines on one task, on PostgreSQL',
     const stepSql = `SELECT ${schema}.step(NULL, $1::jsonb, $2::jsonb, $3, 30000) AS r`;
     // Step A fails the claimed prepare for good and holds its transaction open: the task is
     // FAILED in it, not yet for anyone else.
-    const a = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    const b = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await a.connect();
-    await b.connect();
-    onTestFinished(async () => {
-      await a.end();
-      await b.end();
-    });
+    const a = await connection();
+    const b = await connection();
     const failure = { name: 'Error', message: 'host unreachable' };
     const item = { t: taskId, s: first!.subtask.id, r: 1, e: 'a', k: 'f', err: failure };
     await a.query('BEGIN');
@@ -311,9 +321,7 @@ describe.skipIf(!reachable)('steps of three engines on one task, on PostgreSQL',
     const { schema, engines } = await enginesOn(1, handlers);
     const id = await submit(engines[0]!, noRetries(4), 8);
     // A transaction holding what a step holds from its start: the task's shared lock.
-    const step = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await step.connect();
-    onTestFinished(() => step.end());
+    const step = await connection();
     await step.query('BEGIN');
     await step.query(`SELECT pg_advisory_xact_lock_shared(${schema}.task_lock_key($1))`, [id]);
     let answered = false;
@@ -332,20 +340,14 @@ describe.skipIf(!reachable)('steps of three engines on one task, on PostgreSQL',
   });
 
   it('makes a rest writer wait for a step under way on its task before it counts', async () => {
-    const schema = freshSchema();
+    const schema = schemaForTest();
     const hold = holdingQueries(createPgDriver(TEST_DATABASE_URL), 'write_rest(');
-    const store = await PostgresStore.open(hold.driver, { schema, headSubtasks: 4 });
-    onTestFinished(async () => {
-      await store.close();
-      await dropSchema(schema);
-    });
+    const store = await storeOn(hold.driver, schema, { headSubtasks: 4 });
     const expanded = await insertTask(store, batchStopTemplate(8), {
       listMap: { host_ids: hostIds(10) },
     });
     while (hold.held() === 0) await sleep(5);
-    const step = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await step.connect();
-    onTestFinished(() => step.end());
+    const step = await connection();
     await step.query('BEGIN');
     await step.query(`SELECT pg_advisory_xact_lock_shared(${schema}.task_lock_key($1))`, [
       expanded.task.id,
