@@ -32,13 +32,12 @@ import {
   BATCH_STOP_CLASSES,
   batchStopTemplate,
   beforeQueries,
-  dropSchema,
   expandTask,
-  freshSchema,
   holdingQueries,
   hostIds,
   insertTask,
   postgresReachable,
+  schemaForTest,
   TEST_DATABASE_URL,
 } from './test-support/databases.js';
 import { startSubmitter } from './test-support/processes.js';
@@ -56,8 +55,7 @@ interface Database {
 }
 
 function onPostgres(): Promise<Database> {
-  const schema = freshSchema('dagops_head');
-  onTestFinished(() => dropSchema(schema));
+  const schema = schemaForTest('dagops_head');
   return Promise.resolve({
     driver: () => Promise.resolve(createPgDriver(TEST_DATABASE_URL)),
     schema,
@@ -472,8 +470,7 @@ describe.each([
       onTestFinished(() => rm(dir, { recursive: true, force: true }));
       return { where: `pglite:${dir}`, schema: undefined };
     }
-    const schema = freshSchema('dagops_head');
-    onTestFinished(() => dropSchema(schema));
+    const schema = schemaForTest('dagops_head');
     return { where: TEST_DATABASE_URL, schema };
   }
 

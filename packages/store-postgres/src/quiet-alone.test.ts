@@ -11,11 +11,10 @@ import { PostgresStore } from './postgres-store.js';
 import type { SqlDriver } from './sql-driver.js';
 import {
   batchStopTemplate,
-  dropSchema,
-  freshSchema,
   hostIds,
   insertTask,
   postgresReachable,
+  schemaForTest,
   TEST_DATABASE_URL,
 } from './test-support/databases.js';
 
@@ -98,8 +97,7 @@ describeQuiet('PGlite', async () => {
 
 describe.skipIf(!reachable)('PostgreSQL server', () =>
   describeQuiet('PostgreSQL', () => {
-    const schema = freshSchema();
-    onTestFinished(() => dropSchema(schema));
+    const schema = schemaForTest();
     return Promise.resolve({
       driver: () => Promise.resolve(createPgDriver(TEST_DATABASE_URL)),
       schema,

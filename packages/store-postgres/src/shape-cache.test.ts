@@ -13,11 +13,10 @@ import type { SqlDriver } from './sql-driver.js';
 import {
   batchStopTemplate,
   countingQueries,
-  dropSchema,
-  freshSchema,
   hostIds,
   insertTask,
   postgresReachable,
+  schemaForTest,
   TEST_DATABASE_URL,
 } from './test-support/databases.js';
 
@@ -72,8 +71,7 @@ describeShapeReads('PGlite', async () => {
 
 describe.skipIf(!reachable)('PostgreSQL server', () =>
   describeShapeReads('PostgreSQL', () => {
-    const schema = freshSchema();
-    onTestFinished(() => dropSchema(schema));
+    const schema = schemaForTest();
     return Promise.resolve([
       createPgDriver(TEST_DATABASE_URL),
       createPgDriver(TEST_DATABASE_URL),

@@ -22,12 +22,11 @@ import type { PostgresStoreOptions } from './store-options.js';
 import {
   BATCH_STOP_CLASSES,
   batchStopTemplate,
-  dropSchema,
-  freshSchema,
   holdingQueries,
   hostIds,
   insertTask,
   postgresReachable,
+  schemaForTest,
   TEST_DATABASE_URL,
 } from './test-support/databases.js';
 
@@ -58,13 +57,6 @@ async function waitingForLock(needle: string, event?: string): Promise<number> {
 
 // Cleanups run last registered first: engines close before their stores, stores and
 // connections before their schema is dropped.
-
-/** A fresh schema, dropped when the test ends. */
-function schemaForTest(): string {
-  const schema = freshSchema();
-  onTestFinished(() => dropSchema(schema));
-  return schema;
-}
 
 /** A store on `schema` through `driver`, closed when the test ends. */
 async function storeOn(

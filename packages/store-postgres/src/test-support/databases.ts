@@ -13,6 +13,7 @@ import {
   type Template,
 } from '@dagops/engine';
 import pg from 'pg';
+import { onTestFinished } from 'vitest';
 import type { SqlDriver } from '../sql-driver.js';
 
 /** The PostgreSQL the tests use. */
@@ -50,6 +51,13 @@ export async function postgresReachable(): Promise<boolean> {
 /** A schema name no other run uses. */
 export function freshSchema(prefix = 'dagops_t'): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+/** A fresh schema (see {@link freshSchema}), dropped when the current test ends. */
+export function schemaForTest(prefix?: string): string {
+  const schema = freshSchema(prefix);
+  onTestFinished(() => dropSchema(schema));
+  return schema;
 }
 
 /** Drops `schema` on the test PostgreSQL. */
