@@ -15,7 +15,7 @@
  * machine for that many engines, against which the shared-task case can be read.
  *
  * A case ending in `:head<n>` (say `pg:1:10000:head0`) opens the stores with the option
- * `headSubtasks: n` instead of its default (512): a task of more than 2n subtasks is saved head
+ * `headSubtasks: n` instead of its default (128): a task of more than 2n subtasks is saved head
  * first (migrations 005, 006); 0 saves it in one transaction, as before session 6. A case
  * ending in `:notice<n>` sets `workNoticeMs: n` (default 25; 0 notifies on every step, as
  * before migration 007). A case ending in `:warm` warms each engine up with a task of the

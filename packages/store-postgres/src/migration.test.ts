@@ -137,7 +137,7 @@ describe('store options', () => {
       migrate: true,
       maxBatch: 512,
       stepsInFlight: 2,
-      headSubtasks: 512,
+      headSubtasks: 128,
       restChunkSubtasks: 2048,
       workNoticeMs: 25,
     });

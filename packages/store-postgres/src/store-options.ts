@@ -33,7 +33,7 @@ export interface PostgresStoreOptions {
    * all its subtasks, its first `headSubtasks` subtasks and the rest's data in one transaction
    * (after which the submission is acknowledged and the head may start), the rest's rows and
    * edges in a second one, after which they are claimable (see docs/durability.md). 0 saves
-   * every task in one transaction. @default 512
+   * every task in one transaction. @default 128
    */
   readonly headSubtasks?: number;
   /**
@@ -92,7 +92,7 @@ export function resolvePostgresStoreOptions(
   if (!Number.isSafeInteger(stepsInFlight) || stepsInFlight < 1 || stepsInFlight > 16) {
     throw invalid('stepsInFlight', 'an integer within [1, 16]', stepsInFlight);
   }
-  const headSubtasks = options.headSubtasks ?? 512;
+  const headSubtasks = options.headSubtasks ?? 128;
   if (!Number.isSafeInteger(headSubtasks) || headSubtasks < 0 || headSubtasks > 1_000_000) {
     throw invalid('headSubtasks', 'an integer within [0, 1000000]', headSubtasks);
   }
