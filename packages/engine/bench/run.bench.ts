@@ -10,9 +10,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { integerFromEnv } from '../../../scripts/bench-env.js';
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
-const RUNS = Number(process.env['RUNS'] ?? 5);
+const RUNS = integerFromEnv('RUNS', 5);
 const CASES = (
   process.env['CASES'] ?? 'batch:1000,batch:10000,batch:100000,chain:10000,fanout:10000'
 ).split(',');

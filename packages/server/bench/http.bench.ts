@@ -23,14 +23,15 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
 import { createPgDriver } from '@dagops/store-postgres';
+import { integerFromEnv } from '../../../scripts/bench-env.js';
 
 const DATABASE_URL =
   process.env['DAGOPS_BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-const SECONDS = Number(process.env['DAGOPS_BENCH_SECONDS'] ?? 10);
-const POST_CONNECTIONS = Number(process.env['DAGOPS_BENCH_POST_CONNECTIONS'] ?? 16);
-const GET_CONNECTIONS = Number(process.env['DAGOPS_BENCH_GET_CONNECTIONS'] ?? 32);
+const SECONDS = integerFromEnv('DAGOPS_BENCH_SECONDS', 10);
+const POST_CONNECTIONS = integerFromEnv('DAGOPS_BENCH_POST_CONNECTIONS', 16);
+const GET_CONNECTIONS = integerFromEnv('DAGOPS_BENCH_GET_CONNECTIONS', 32);
 /** Enough hosts that no POST meets a host a previous one stopped. */
-const HOSTS = Number(process.env['DAGOPS_BENCH_HOSTS'] ?? 100_000);
+const HOSTS = integerFromEnv('DAGOPS_BENCH_HOSTS', 100_000);
 const PASSWORD = 'bench-admin-password';
 const AUTH = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));

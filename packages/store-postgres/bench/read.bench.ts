@@ -12,10 +12,11 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createPgDriver, PostgresStore } from '../src/index.js';
 import { batchStopTemplate, hostIds, insertTask } from '../src/test-support/databases.js';
+import { integerFromEnv } from '../../../scripts/bench-env.js';
 
 const URL_ = process.env['DAGOPS_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-const HOSTS = Number(process.env['HOSTS'] ?? 10_000);
-const RUNS = Number(process.env['RUNS'] ?? 7);
+const HOSTS = integerFromEnv('HOSTS', 10_000);
+const RUNS = integerFromEnv('RUNS', 7);
 const schema = `dagops_read_${randomBytes(4).toString('hex')}`;
 
 const keeper = await PostgresStore.open(createPgDriver(URL_), { schema });

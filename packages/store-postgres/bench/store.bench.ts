@@ -37,16 +37,17 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { integerFromEnv } from '../../../scripts/bench-env.js';
 
 const URL_ = process.env['DAGOPS_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-const RUNS = Number(process.env['RUNS'] ?? 3);
-const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 128);
+const RUNS = integerFromEnv('RUNS', 3);
+const CONCURRENCY = integerFromEnv('CONCURRENCY', 128);
 /**
  * The task's own limit. READY subtasks count against it with RUNNING ones, so three engines
  * of CONCURRENCY lanes leave no READY subtask between their steps; 8 × CONCURRENCY measured no
  * faster in session 14 (the package README), so the default stays.
  */
-const TASK_CONCURRENCY = Number(process.env['TASK_CONCURRENCY'] ?? 3 * CONCURRENCY);
+const TASK_CONCURRENCY = integerFromEnv('TASK_CONCURRENCY', 3 * CONCURRENCY);
 const CASES = (
   process.env['CASES'] ??
   'pglite:1:1000,pglite:1:10000,pg:1:1000,pg:1:1000:head0,pg:2:1000,pg:3:1000,pg:1:10000,pg:1:10000:head0,pg:2:10000,pg:3:10000,pg:2:10000:apart'
