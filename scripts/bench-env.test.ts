@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { integerFromEnv } from './bench-env.js';
+import { countSetting, integerFromEnv } from './bench-env.js';
 
 describe('integerFromEnv', () => {
   it('reads a whole number, and the fallback when the variable is unset or empty', () => {
@@ -23,6 +23,13 @@ describe('integerFromEnv', () => {
   it('refuses a value above its maximum', () => {
     expect(() => integerFromEnv('RUNS', 3, { max: 100, env: { RUNS: '101' } })).toThrow(
       'RUNS must be an integer in 1..100, got "101"',
+    );
+  });
+
+  it('checks a flag as it checks a variable', () => {
+    expect(countSetting('runs', '5')).toBe(5);
+    expect(() => countSetting('hosts', '1e3')).toThrow(
+      `hosts must be an integer in 1..${Number.MAX_SAFE_INTEGER}, got "1e3"`,
     );
   });
 });

@@ -1,29 +1,29 @@
 /**
- * Reading the benchmarks' settings from the environment: a setting that is not a whole number
- * within its bounds stops the benchmark before it runs, with a message that names the variable
- * and the value received, instead of running with NaN lanes or zero runs.
+ * Reading the benchmarks' settings from the environment (or a flag): a setting that is not a
+ * whole number within its bounds stops the benchmark before it runs, with a message that names
+ * the setting and the value received, instead of running with NaN lanes or zero runs.
  */
 
 /** The environment a benchmark reads, `process.env` unless a caller passes its own. */
 export type BenchEnv = Readonly<Record<string, string | undefined>>;
 
+/** Bounds of a count setting, both inclusive: `min` defaults to 1, `max` to the safe range. */
+export interface CountBounds {
+  readonly min?: number;
+  readonly max?: number;
+}
+
 /**
- * The integer `name` holds in `env`, or `fallback` when it is unset or empty.
+ * The integer `text` writes, as the setting `name`.
  *
- * @throws {RangeError} when the value is not written as a whole number (digits only) or lies
- *   outside `[min, max]`; the message names the variable, the bounds and the value received.
+ * @throws {RangeError} when `text` is not written as a whole number (digits only) or lies
+ *   outside `[min, max]`; the message names the setting, the bounds and the value received.
  */
-export function integerFromEnv(
+export function countSetting(
   name: string,
-  fallback: number,
-  {
-    min = 1,
-    max = Number.MAX_SAFE_INTEGER,
-    env = process.env,
-  }: { min?: number; max?: number; env?: BenchEnv } = {},
+  text: string,
+  { min = 1, max = Number.MAX_SAFE_INTEGER }: CountBounds = {},
 ): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
   const value = Number(text);
   if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(
@@ -31,4 +31,17 @@ export function integerFromEnv(
     );
   }
   return value;
+}
+
+/**
+ * The integer `name` holds in `env` (see {@link countSetting}), or `fallback` when it is unset
+ * or empty.
+ */
+export function integerFromEnv(
+  name: string,
+  fallback: number,
+  { env = process.env, ...bounds }: CountBounds & { env?: BenchEnv } = {},
+): number {
+  const text = env[name];
+  return text === undefined || text === '' ? fallback : countSetting(name, text, bounds);
 }

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { countSetting } from '../../../scripts/bench-env.js';
 import type { WorkerResult } from './expand-worker.js';
 
 const TARGET_TOTAL_MS = 1_000;
@@ -22,18 +23,10 @@ const { values } = parseArgs({
   options: { runs: { type: 'string' }, hosts: { type: 'string' } },
 });
 
-function positiveInt(name: string, raw: string): number {
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
-
-const runs = positiveInt('runs', values.runs ?? process.env['BENCH_RUNS'] ?? '5');
+const runs = countSetting('runs', values.runs ?? process.env['BENCH_RUNS'] ?? '5');
 const hostCases = (values.hosts ?? process.env['BENCH_HOSTS'] ?? '1000,10000,100000')
   .split(',')
-  .map((raw) => positiveInt('hosts', raw.trim()));
+  .map((raw) => countSetting('hosts', raw.trim()));
 
 const worker = fileURLToPath(new URL('./expand-worker.ts', import.meta.url));
 const tsxLoader = import.meta.resolve('tsx');
